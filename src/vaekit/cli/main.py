@@ -1,0 +1,240 @@
+"""`vaekit`: train, evaluate, sample, reconstruct, interpolate, and list models and datasets.
+
+Every refusal (bad config, corrupt data, missing checkpoint) is one line on stderr and exit code 2;
+a diverged training run exits with 3. No traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from ..errors import VaekitError
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model into a run folder",
+                       description="Train MODEL; settings: preset < --config < shortcuts < --set.")
+    p.add_argument("model", help="registered model name (see `vaekit models`)")
+    p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
+    p.add_argument("--data", help="dataset name (see `vaekit datasets`); same as --set data.name=...")
+    p.add_argument("--steps", type=int, help="total optimiser steps (train.steps)")
+    p.add_argument("--epochs", type=float, help="train for this many epochs instead of --steps")
+    p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--batch-size", type=int, help="train.batch_size")
+    p.add_argument("--lr", type=float, help="train.lr")
+    p.add_argument("--config", help="TOML file with [model], [data], [train] tables")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting, e.g. --set model.beta=4 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--iw-samples", type=int, default=50, help="K of the final IWAE evaluation (default 50)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def _cmd_train(args) -> int:
+    from ..runs import read_run_config, resolve_config, train_run
+
+    base = {"data": {}, "train": {}}
+    if args.data:
+        base["data"]["name"] = args.data
+    for key in ("steps", "epochs", "seed", "batch_size", "lr"):
+        if getattr(args, key) is not None:
+            base["train"][key] = getattr(args, key)
+    if args.resume:
+        # Start from the run's saved settings; only what is given now changes.
+        saved, tree = read_run_config(args.out)
+        base = {"model": dict(tree["model"]), "data": dict(tree["data"]),
+                "train": {**tree["train"], **base["train"]}}
+        if args.data and args.data != tree["data"]["name"]:
+            from ..errors import ConfigError
+            raise ConfigError(f"--resume cannot change the dataset of {args.out} ({tree['data']['name']})")
+    cfg = resolve_config(args.model, args.config, args.set, base)
+    result = train_run(cfg, args.out, resume=args.resume, progress=not args.quiet, final_iw_samples=args.iw_samples)
+    print(_format_metrics(result))
+    print(f"run folder: {args.out} (open {args.out}/report.md)")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="test-set metrics of a trained run")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--iw-samples", type=int, default=100, help="K importance samples for the IWAE bound (0 = skip)")
+    p.add_argument("--iw-images", default="1000", help="test images scored with the IWAE bound, or 'all'")
+    p.add_argument("--images", default="all", help="test images for every other metric, or 'all'")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _count(text: str, name: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        from ..errors import ConfigError
+        raise ConfigError(f"{name} must be a positive integer or 'all', got {text!r}")
+    return n
+
+
+def _cmd_evaluate(args) -> int:
+    from ..metrics import dataset_mean_image, evaluate_model
+    from ..runs import load_run, load_split
+
+    cfg, model, saved = load_run(args.run)
+    test = load_split(cfg, "test")
+    train_mean = dataset_mean_image(load_split(cfg, "train"))
+    result = evaluate_model(model, test, train_mean=train_mean, iw_samples=args.iw_samples,
+                            iw_images=_count(args.iw_images, "--iw-images"),
+                            max_images=_count(args.images, "--images"), batch_size=args.batch_size,
+                            seed=args.seed)
+    result = {"run": args.run, "model": cfg.model_name, "data": cfg.data.name, **result}
+    print(json.dumps(result) if args.json else _format_metrics(result))
+    return 0
+
+
+def _format_metrics(result: dict) -> str:
+    width = max(len(k) for k in result)
+    def fmt(v):
+        return f"{v:.5g}" if isinstance(v, float) and math.isfinite(v) else str(v)
+    return "\n".join(f"{k.ljust(width)}  {fmt(v)}" for k, v in result.items())
+
+
+def _add_picture(sub, name: str, help_text: str, n_default: int | None) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("run")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    if n_default is not None:
+        p.add_argument("-n", type=int, default=n_default, help=f"number of images (default {n_default})")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _cmd_sample(args) -> int:
+    import torch
+
+    from ..runs import load_run
+    from ..viz import save_grid
+
+    _, model, _ = load_run(args.run)
+    _positive(args.n, "-n")
+    torch.manual_seed(args.seed)
+    x = model.sample(args.n)
+    nrow = args.nrow or max(1, int(math.ceil(math.sqrt(args.n))))
+    save_grid(args.output, x, nrow=nrow)
+    print(f"wrote {args.n} samples to {args.output}")
+    return 0
+
+
+def _cmd_reconstruct(args) -> int:
+    import torch
+
+    from ..runs import load_run, load_split, reconstruction_rows
+    from ..viz import save_grid
+
+    cfg, model, _ = load_run(args.run)
+    _positive(args.n, "-n")
+    data = load_split(cfg, args.split)
+    g = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(data), generator=g)[: args.n] if args.random else torch.arange(min(args.n, len(data)))
+    torch.manual_seed(args.seed)
+    grid, names = reconstruction_rows(model, data.batch(idx))
+    save_grid(args.output, grid, nrow=len(idx))
+    print(f"wrote {len(idx)} {args.split} images and their reconstructions to {args.output} "
+          f"(rows: {', '.join(names)})")
+    return 0
+
+
+def _cmd_interpolate(args) -> int:
+    import torch
+
+    from ..runs import interpolation_grid, load_run, load_split
+    from ..viz import save_grid
+
+    cfg, model, _ = load_run(args.run)
+    _positive(args.pairs, "--pairs")
+    _positive(args.steps, "--steps")
+    data = load_split(cfg, "test")
+    g = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(data), generator=g)[: 2 * args.pairs]
+    if len(idx) < 2 * args.pairs:
+        from ..errors import ConfigError
+        raise ConfigError(f"--pairs {args.pairs} needs {2 * args.pairs} test images; the test split has {len(data)}")
+    x = data.batch(idx)
+    grid = interpolation_grid(model, x[: args.pairs], x[args.pairs:], steps=args.steps)
+    save_grid(args.output, grid, nrow=args.steps + 2)
+    print(f"wrote {args.pairs} interpolations of {args.steps} steps to {args.output}")
+    return 0
+
+
+def _positive(n: int, name: str) -> None:
+    if n < 1:
+        from ..errors import ConfigError
+        raise ConfigError(f"{name} must be >= 1, got {n}")
+
+
+def _cmd_models(args) -> int:
+    from ..models import MODELS
+
+    width = max(len(n) for n in MODELS)
+    for name, entry in MODELS.items():
+        print(f"{name.ljust(width)}  {entry.description}\n{' ' * width}  paper: {entry.paper}")
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from ..data import describe_datasets
+
+    rows = describe_datasets()
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        state = "available" if r["available"] else "not found"
+        print(f"{r['name'].ljust(width)}  [{state}] {r['description']}")
+        print(f"{' ' * width}  location: {r['location']}")
+        if r.get("note") and not r["available"]:
+            print(f"{' ' * width}  {r['note']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_evaluate(sub)
+    p = _add_picture(sub, "sample", "draw samples from the prior into a PNG grid", 64)
+    p.add_argument("--nrow", type=int, help="images per row (default: square)")
+    p = _add_picture(sub, "reconstruct", "test images and their reconstructions, one row per output stage", 16)
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--random", action="store_true", help="random images instead of the first n")
+    p = _add_picture(sub, "interpolate", "decode straight lines in latent space between test images", None)
+    p.add_argument("--pairs", type=int, default=6)
+    p.add_argument("--steps", type=int, default=10, help="decoded points per line, ends included")
+    sub.add_parser("models", help="list every model with a one-line description and its paper")
+    sub.add_parser("datasets", help="list datasets and whether their files are here")
+    return parser
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
+            "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "models": _cmd_models,
+            "datasets": _cmd_datasets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (the console script calls sys.exit on it)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VaekitError as e:
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Run configuration: frozen dataclasses, loaded from TOML and `--set section.key=value` overrides.
+
+Unknown keys and impossible values are refused by name (ConfigError -> exit code 2). A model's own
+config dataclass lives beside the model; this module knows only the run, data and train sections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _fail_unless(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "fashion-mnist"
+    root: str | None = None  # folder with the files; default: the dataset's usual place / $VAEKIT_DATA
+    size: int | None = None  # image-folder: resize + centre-crop to size x size
+    channels: int | None = None  # image-folder: 1 (gray) or 3 (RGB); default from the files
+
+    def __post_init__(self):
+        _fail_unless(self.size is None or self.size >= 8, f"data.size must be >= 8, got {self.size}")
+        _fail_unless(self.channels in (None, 1, 3), f"data.channels must be 1 or 3, got {self.channels}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000  # optimiser iterations in total (a resumed run continues up to this)
+    epochs: float | None = None  # if set, overrides steps: epochs * (train images // batch_size)
+    batch_size: int = 128
+    lr: float = 1e-3  # Adam
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    grad_clip: float | None = None  # max global L2 norm per parameter group; None = off
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 500  # quick test-set evaluation during training (0 = only at the end)
+    eval_images: int = 2000  # test images used by that quick evaluation
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "eval_images"):
+            _fail_unless(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
+        _fail_unless(self.eval_every >= 0, f"train.eval_every must be >= 0, got {self.eval_every}")
+        _fail_unless(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _fail_unless(self.epochs is None or self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
+        _fail_unless(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be > 0, got {self.grad_clip}")
+        _fail_unless(all(0 <= b < 1 for b in self.adam_betas), f"train.adam_betas must lie in [0, 1), got {self.adam_betas}")
+        _fail_unless(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model_name: str
+    model: Any  # the registered model's own config dataclass
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass, with refusal of unknown keys and type checking by name
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} entries, got {len(value)}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - a programming error
+
+
+def from_dict(cls: type, data: dict, section: str) -> Any:
+    """Build dataclass `cls` from `data`, refusing keys it does not have."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{section}] must be a table of settings, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting {section}.{unknown[0]}; {section} has: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field missing
+        raise ConfigError(f"[{section}]: {e}") from None
+
+
+def to_dict(obj: Any) -> dict:
+    """Dataclass -> plain dict (tuples as lists) for JSON/TOML."""
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+    return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def run_config_to_dict(cfg: RunConfig) -> dict:
+    return {"model_name": cfg.model_name, "model": to_dict(cfg.model),
+            "data": to_dict(cfg.data), "train": to_dict(cfg.train)}
+
+
+# ---------------------------------------------------------------------------------------------
+# overrides
+
+
+def parse_value(text: str) -> Any:
+    """A TOML literal (`3e-4`, `true`, `[32, 64]`, `"x"`), else the bare string; `none` -> None."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(tree: dict, assignment: str) -> None:
+    """Apply `section.key=value` to a nested dict in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set key must be section.key (e.g. train.lr), got {key!r}")
+    section, name = parts
+    if section not in ("model", "data", "train"):
+        raise ConfigError(f"unknown section {section!r} in --set {assignment}; sections: model, data, train")
+    tree.setdefault(section, {})[name] = parse_value(text)
+
+
+def load_toml(path: str | Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            tree = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    unknown = sorted(set(tree) - {"model", "data", "train", "model_name"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown section [{unknown[0]}]; sections: model, data, train")
+    return tree
+
+
+def to_toml(tree: dict) -> str:
+    """Nested dict of scalars/lists -> TOML text (enough for our configs; None values are omitted)."""
+    def lit(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(lit(x) for x in v) + "]"
+        return repr(v)
+    lines = []
+    for k, v in tree.items():
+        if not isinstance(v, dict) and v is not None:
+            lines.append(f"{k} = {lit(v)}")
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            lines += [f"{kk} = {lit(vv)}" for kk, vv in v.items() if vv is not None]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,227 @@
+"""MNIST-format IDX files: the reader and the fashion-mnist, mnist and idx datasets.
+
+A split is `train-*` or `t10k-*` (test) images + labels, named either
+`train-images-idx3-ubyte` or `train-images.idx3-ubyte`, plain or `.gz`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaekit.data.dataset import DatasetSpec, ImageDataset, register
+from vaekit.errors import DataError
+
+IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dims (N, H, W)
+LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dim (N,)
+GZIP_MAGIC = b"\x1f\x8b"
+
+SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+MNIST_CLASSES = [str(d) for d in range(10)]
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read one IDX file (plain or gzip) whose header must carry `magic`."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read IDX file ({e.strerror or e})") from None
+    # Sniff rather than trust the name: IDX starts with two zero bytes, gzip with 1f 8b.
+    if data[:2] == GZIP_MAGIC or path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: corrupt gzip data ({e}); download the file again") from None
+
+    ndim = magic & 0xFF
+    kind = "images" if magic == IMAGES_MAGIC else "labels"
+    if len(data) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(data)} bytes, no complete header)")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        if found >> 16 != 0:
+            why = "not an IDX file"
+        elif data[2] != 0x08:
+            why = f"data type 0x{data[2]:02X}; only unsigned byte (0x08) is supported"
+        else:
+            why = f"{data[3]} dimension(s); IDX {kind} have {ndim}"
+        raise DataError(f"{path}: wrong magic 0x{found:08X} for IDX {kind}, expected 0x{magic:08X} ({why})")
+    header_len = 4 + 4 * ndim
+    if len(data) < header_len:
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, need {header_len})")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims, dtype=np.int64))
+    payload = len(data) - header_len
+    if payload < expected:
+        raise DataError(
+            f"{path}: truncated IDX file (header says {'x'.join(map(str, dims))} = {expected} bytes "
+            f"of data, file has {payload}); download it again"
+        )
+    if payload > expected:
+        raise DataError(
+            f"{path}: {payload - expected} bytes of trailing garbage after the IDX data "
+            f"(header says {'x'.join(map(str, dims))})"
+        )
+    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header_len).reshape(dims)
+
+
+def idx_candidates(split: str, kind: str) -> list[str]:
+    """File names tried for one split's images or labels, in order of preference."""
+    prefix = SPLIT_PREFIX[split]
+    code = "idx3" if kind == "images" else "idx1"
+    names = []
+    for sep in ("-", "."):
+        base = f"{prefix}-{kind}{sep}{code}-ubyte"
+        names += [base + ".gz", base]
+    return names
+
+
+def find_idx_file(folder: Path, split: str, kind: str) -> Path | None:
+    for name in idx_candidates(split, kind):
+        path = folder / name
+        if path.is_file():
+            return path
+    return None
+
+
+def read_idx_split(
+    folder: Path, split: str, *, name: str, classes: list[str] | None, require_labels: bool, hint: str
+) -> ImageDataset:
+    """Read one split from `folder`; `hint` ends the error when files are missing."""
+    images_path = find_idx_file(folder, split, "images")
+    if images_path is None:
+        wanted = " or ".join(f"{n}[.gz]" for n in idx_candidates(split, "images")[1::2])
+        raise DataError(f"{name}: no {split} images in {folder} (looked for {wanted}); {hint}")
+    labels_path = find_idx_file(folder, split, "labels")
+    if labels_path is None and require_labels:
+        wanted = " or ".join(f"{n}[.gz]" for n in idx_candidates(split, "labels")[1::2])
+        raise DataError(f"{name}: no {split} labels in {folder} (looked for {wanted}); {hint}")
+
+    images = read_idx(images_path, IMAGES_MAGIC)
+    if images.shape[0] == 0:
+        raise DataError(f"{images_path}: contains no images")
+    labels = None
+    if labels_path is not None:
+        labels = read_idx(labels_path, LABELS_MAGIC)
+        if labels.shape[0] != images.shape[0]:
+            raise DataError(
+                f"{labels_path}: {labels.shape[0]} labels but {images_path.name} has "
+                f"{images.shape[0]} images"
+            )
+        if classes is not None and labels.max() >= len(classes):
+            raise DataError(
+                f"{labels_path}: label {int(labels.max())} out of range 0-{len(classes) - 1} for {name}"
+            )
+        labels = torch.from_numpy(labels.astype(np.int64))
+
+    n, h, w = images.shape
+    # copy(): frombuffer gives a read-only view of the file's bytes.
+    images_t = torch.from_numpy(images.reshape(n, 1, h, w).copy())
+    source = str(images_path) if labels_path is None else f"{images_path}, {labels_path}"
+    return ImageDataset(
+        name=name, split=split, images=images_t, labels=labels, classes=classes, source=source
+    )
+
+
+def _search_folders(name: str, root: Path | None, system_folder: Path | None) -> list[Path]:
+    """Where a named IDX dataset is looked for: `root` alone if given, else VAEKIT_DATA, then the system path."""
+    if root is not None:
+        return [root]
+    folders = []
+    env = os.environ.get("VAEKIT_DATA")
+    if env:
+        folders.append(Path(env).expanduser() / name)
+    if system_folder is not None:
+        folders.append(system_folder)
+    return folders
+
+
+def _named_idx_dataset(
+    name: str, description: str, classes: list[str], system_folder: Path | None, how_to_get: str
+) -> DatasetSpec:
+    hint = (
+        f"{how_to_get}, or point --set data.root=DIR (or VAEKIT_DATA, read as $VAEKIT_DATA/{name}/) "
+        f"at a folder with the IDX files"
+    )
+
+    def pick_folder(root: Path | None) -> tuple[list[Path], Path | None]:
+        folders = _search_folders(name, root, system_folder)
+        for folder in folders:
+            if find_idx_file(folder, "train", "images") or find_idx_file(folder, "test", "images"):
+                return folders, folder
+        return folders, None
+
+    def load(split: str, root: Path | None, size: int | None, channels: int | None) -> ImageDataset:
+        folders, folder = pick_folder(root)
+        if folder is None:
+            if folders:
+                where = "looked in " + ", ".join(map(str, folders))
+            else:
+                where = "no data.root given and VAEKIT_DATA is not set"
+            raise DataError(f"{name}: IDX files not found ({where}); {hint}")
+        return read_idx_split(folder, split, name=name, classes=classes, require_labels=True, hint=hint)
+
+    def locate(root: Path | None) -> tuple[str, bool]:
+        folders, folder = pick_folder(root)
+        if folder is not None:
+            return str(folder), True
+        return (str(folders[0]) if folders else f"$VAEKIT_DATA/{name}/ (VAEKIT_DATA is not set)"), False
+
+    return DatasetSpec(name=name, description=description, load=load, locate=locate, note=hint)
+
+
+register(
+    _named_idx_dataset(
+        "fashion-mnist",
+        "Fashion-MNIST: 28x28 gray clothing images, 10 classes, 60,000 train / 10,000 test",
+        FASHION_MNIST_CLASSES,
+        DEBIAN_FASHION_MNIST,
+        "install it with `apt-get install dataset-fashion-mnist`",
+    )
+)
+
+register(
+    _named_idx_dataset(
+        "mnist",
+        "MNIST: 28x28 gray handwritten digits, 10 classes, 60,000 train / 10,000 test",
+        MNIST_CLASSES,
+        None,
+        "download the four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)",
+    )
+)
+
+
+def _load_idx_folder(split: str, root: Path | None, size: int | None, channels: int | None) -> ImageDataset:
+    if root is None:
+        raise DataError("idx: needs a folder of MNIST-format IDX files; set --set data.root=DIR")
+    if not root.is_dir():
+        raise DataError(f"idx: {root} is not a folder; set --set data.root=DIR to a folder of IDX files")
+    # Labels are optional here: an unlabelled IDX folder is still a valid image set.
+    return read_idx_split(
+        root, split, name="idx", classes=None, require_labels=False,
+        hint="the folder needs train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz] (labels optional)",
+    )  # fmt: skip
+
+
+register(
+    DatasetSpec(
+        name="idx",
+        description="any folder of MNIST-format IDX files (train-*/t10k-* images, labels optional); needs data.root",
+        load=_load_idx_folder,
+        locate=lambda root: (str(root) if root else "data.root (not set)", bool(root and root.is_dir())),
+        note="set --set data.root=DIR to a folder of MNIST-format IDX files",
+    )
+)

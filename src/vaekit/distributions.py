@@ -1,0 +1,57 @@
+"""The diagonal-Gaussian posterior q(z|x) = N(mu, diag(exp(logvar))) and the standard-normal prior.
+
+One home for the reparameterisation trick and the Gaussian KL (Kingma & Welling 2014, appendix B).
+Reduction convention of the whole toolkit: sum over latent dimensions, one value per example, nats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I), summed over every dimension after the first. (B, ...) -> (B,)"""
+    return -0.5 * (z.pow(2) + LOG_2PI).flatten(1).sum(1)
+
+
+class DiagonalGaussian:
+    """q(z|x) with mean `mu` and log-variance `logvar`, both (B, D) or (B, ...)."""
+
+    def __init__(self, mu: Tensor, logvar: Tensor):
+        self.mu = mu
+        self.logvar = logvar
+
+    @property
+    def std(self) -> Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def sample(self, n: int | None = None) -> Tensor:
+        """Reparameterised draw z = mu + sigma * eps; with n, shape (n, B, ...)."""
+        shape = self.mu.shape if n is None else (n, *self.mu.shape)
+        eps = torch.randn(shape, dtype=self.mu.dtype, device=self.mu.device)
+        return self.mu + self.std * eps
+
+    def mode(self) -> Tensor:
+        return self.mu
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log q(z|x) summed over latent dims; z may carry a leading sample axis. -> (..., B)"""
+        dims = self.mu.dim() - 1
+        log_density = -0.5 * ((z - self.mu).pow(2) * torch.exp(-self.logvar) + self.logvar + LOG_2PI)
+        return log_density.flatten(-dims).sum(-1)
+
+    def kl_per_dim(self) -> Tensor:
+        """Closed-form KL(q || N(0, I)) for each latent dimension. (B, D)"""
+        return 0.5 * (self.mu.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
+
+    def kl(self) -> Tensor:
+        """Closed-form KL(q || N(0, I)), summed over latent dimensions. (B,) — always >= 0."""
+        return self.kl_per_dim().flatten(1).sum(1)
+
+    def detach(self) -> "DiagonalGaussian":
+        return DiagonalGaussian(self.mu.detach(), self.logvar.detach())

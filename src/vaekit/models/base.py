@@ -1,0 +1,80 @@
+"""The contract every vaekit model keeps, and the batch it is given.
+
+A model is an `nn.Module` that knows its own objective and its parameter groups; the trainer knows
+only the loop (minGPT's split). The contract:
+
+- `loss(batch, step)` -> dict of named terms. The key of each optimised total is the name of a
+  parameter group (`loss`, or `loss/encoder`, `loss/decoder`, `loss/discriminator`, ...); every
+  other key (`recon`, `kl`, `elbo`, ...) is only logged.
+- `optim_groups()` -> {loss key: parameters}; `update_phases()` -> the order of optimiser steps:
+  each phase is one fresh call of `loss` followed by a step of each group named in it, each group
+  seeing exactly the gradient of its own loss (the trainer's job).
+- `encode(x)`, `decode(z)` (mean image in [0, 1]), `decode_stages(z)` (every intermediate output,
+  for multi-stage models), `reconstruct(x)`, `sample(n)`.
+
+Reduction convention, everywhere: sum over pixels and latent dimensions, mean over the batch, nats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Batch:
+    x: Tensor  # (B, C, H, W) float in [0, 1]
+    y: Tensor | None = None  # (B,) int64 labels, when the dataset has them
+
+
+class GenerativeModel(nn.Module):
+    """Base class. Subclasses set `config_class`, `description`, `paper` and implement the contract."""
+
+    config_class: ClassVar[type]
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+
+    def __init__(self, config, image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.config = config
+        self.image_shape = tuple(image_shape)
+
+    # --- optimisation --------------------------------------------------------------------
+    def optim_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"loss": [p for p in self.parameters() if p.requires_grad]}
+
+    def update_phases(self) -> tuple[tuple[str, ...], ...]:
+        return (tuple(self.optim_groups()),)
+
+    def loss(self, batch: Batch, step: int = 0) -> dict[str, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    # --- use ------------------------------------------------------------------------------
+    def encode(self, x: Tensor):  # pragma: no cover
+        raise NotImplementedError
+
+    def decode(self, z: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def decode_stages(self, z: Tensor) -> dict[str, Tensor]:
+        """Every output stage as a mean image; single-stage models have just `output`."""
+        return {"output": self.decode(z)}
+
+    def latent_code(self, x: Tensor) -> Tensor:
+        """A deterministic code for x (the posterior mean), used by interpolation and metrics."""
+        return self.encode(x).mode()
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.decode(self.latent_code(x))
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

@@ -1,0 +1,55 @@
+"""One registry: name -> model class and preset config. `vaekit models` prints it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import from_dict
+from ..errors import ConfigError
+from .base import GenerativeModel
+from .vae import AE, VAE, AEConfig, VAEConfig
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    model_class: type[GenerativeModel]
+    preset: Any  # the config a user gets with no overrides
+    description: str
+    paper: str
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register(name: str, model_class: type[GenerativeModel], preset: Any = None,
+             description: str | None = None, paper: str | None = None) -> None:
+    MODELS[name] = ModelEntry(name, model_class, preset if preset is not None else model_class.config_class(),
+                              description or model_class.description, paper or model_class.paper)
+
+
+register("ae", AE, AEConfig())
+register("vae", VAE, VAEConfig())
+register("beta_vae", VAE, VAEConfig(beta=4.0), "beta-VAE: a VAE whose KL weight beta is 4 by default",
+         "Higgins et al. 2017, beta-VAE: Learning basic visual concepts with a constrained variational framework")
+
+
+def get_entry(name: str) -> ModelEntry:
+    key = name.replace("-", "_")
+    if key not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    return MODELS[key]
+
+
+def model_config(name: str, overrides: dict | None = None):
+    """The preset config of `name` with `overrides` (a dict) applied, validated."""
+    entry = get_entry(name)
+    base = dataclasses.asdict(entry.preset)
+    base.update(overrides or {})
+    return from_dict(type(entry.preset), base, "model")
+
+
+def build_model(name: str, config, image_shape) -> GenerativeModel:
+    return get_entry(name).model_class(config, tuple(image_shape))

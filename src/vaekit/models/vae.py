@@ -1,0 +1,141 @@
+"""VAE (Kingma & Welling 2014) and beta-VAE (Higgins et al. 2017), with a plain autoencoder beside.
+
+ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || N(0, I))    (Kingma & Welling 2014, eq. 3 / 10)
+beta-VAE optimises E_q[log p(x|z)] - beta * KL         (Higgins et al. 2017, eq. 4)
+Reconstruction and KL are summed over pixels and latent dimensions and averaged over the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..distributions import DiagonalGaussian
+from ..errors import ConfigError
+from ..likelihoods import LIKELIHOODS, make_likelihood
+from ..nn import ConvDecoder, ConvEncoder
+from .base import Batch, GenerativeModel
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    latent_dim: int = 32
+    beta: float = 1.0  # weight of the KL term; 1 is the ELBO, > 1 is beta-VAE
+    likelihood: str = "bernoulli"  # bernoulli | gaussian | laplace
+    scale: float = 0.1  # sigma (gaussian) or b (laplace); initial value when learn_scale
+    learn_scale: bool = False  # learn one shared scale (sigma-VAE) instead of fixing it
+    base_channels: int = 32  # width of the first conv layer, doubled per halving
+    max_channels: int = 256
+    norm: str = "batch"  # batch | none
+
+    def __post_init__(self):
+        if self.latent_dim < 1:
+            raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        if self.beta < 0:
+            raise ConfigError(f"model.beta must be >= 0, got {self.beta}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"model.likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
+        if not self.scale > 0:
+            raise ConfigError(f"model.scale must be > 0, got {self.scale}")
+        if self.base_channels < 1 or self.max_channels < self.base_channels:
+            raise ConfigError("model.base_channels must be >= 1 and <= model.max_channels")
+        if self.norm not in ("batch", "none"):
+            raise ConfigError(f"model.norm must be 'batch' or 'none', got {self.norm!r}")
+
+
+class ConvAutoencoderBase(GenerativeModel):
+    """Shared parts: conv encoder emitting `code_width` features, conv decoder, likelihood."""
+
+    code_width_factor = 1  # features per latent dimension the encoder emits
+
+    def __init__(self, config: VAEConfig, image_shape):
+        super().__init__(config, image_shape)
+        c = config
+        self.encoder = ConvEncoder(image_shape, self.code_width_factor * c.latent_dim, c.base_channels,
+                                   c.max_channels, c.norm)
+        self.decoder = ConvDecoder(c.latent_dim, image_shape, None, c.base_channels, c.max_channels, c.norm)
+        self.likelihood = make_likelihood(c.likelihood, c.scale, c.learn_scale)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.likelihood.mean(self.decoder(z))
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) per image, (B,)."""
+        return self.likelihood.log_prob(self.decoder(z), x)
+
+
+class VAE(ConvAutoencoderBase):
+    description = "Variational autoencoder; beta > 1 gives beta-VAE"
+    paper = "Kingma & Welling 2014, Auto-Encoding Variational Bayes; Higgins et al. 2017, beta-VAE"
+    config_class = VAEConfig
+    code_width_factor = 2  # mu and logvar
+
+    def encode(self, x: Tensor) -> DiagonalGaussian:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, D) each
+        return DiagonalGaussian(mu, logvar)
+
+    def loss(self, batch: Batch, step: int = 0) -> dict[str, Tensor]:
+        q = self.encode(batch.x)
+        z = q.sample()  # (B, D)
+        recon = -self.log_likelihood(batch.x, z)  # (B,)  -log p(x|z)
+        kl = q.kl()  # (B,)
+        return {
+            "loss": (recon + self.config.beta * kl).mean(),
+            "recon": recon.mean(),
+            "kl": kl.mean(),
+            "elbo": -(recon + kl).mean(),
+        }
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        z = torch.randn(n, self.config.latent_dim, device=self.device)
+        return self.decode(z)
+
+
+@dataclass(frozen=True)
+class AEConfig(VAEConfig):
+    code_momentum: float = 0.01  # running fit of the codes' mean/variance, used by `sample`
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.code_momentum <= 1:
+            raise ConfigError(f"model.code_momentum must lie in (0, 1], got {self.code_momentum}")
+
+
+class AE(ConvAutoencoderBase):
+    """Deterministic autoencoder trained on -log p(x|z). It has no prior, so `sample` draws from a
+    diagonal Gaussian fitted to the training codes (running mean/variance, like batch norm's)."""
+
+    description = "Deterministic autoencoder (samples from a Gaussian fitted to its codes)"
+    paper = "Hinton & Salakhutdinov 2006, Reducing the dimensionality of data with neural networks"
+    config_class = AEConfig
+    has_posterior = False  # no q(z|x): ELBO and IWAE do not apply
+
+    def __init__(self, config: AEConfig, image_shape):
+        super().__init__(config, image_shape)
+        self.register_buffer("code_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("code_var", torch.ones(config.latent_dim))
+
+    def encode(self, x: Tensor) -> DiagonalGaussian:
+        z = self.encoder(x)
+        return DiagonalGaussian(z, torch.full_like(z, -30.0))  # a point mass, for a uniform API
+
+    def latent_code(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def loss(self, batch: Batch, step: int = 0) -> dict[str, Tensor]:
+        z = self.encoder(batch.x)  # (B, D)
+        if self.training:
+            with torch.no_grad():
+                m = self.config.code_momentum
+                self.code_mean.lerp_(z.mean(0), m)
+                self.code_var.lerp_(z.var(0, unbiased=False), m)
+        recon = -self.log_likelihood(batch.x, z)
+        return {"loss": recon.mean(), "recon": recon.mean()}
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        z = self.code_mean + self.code_var.sqrt() * torch.randn(n, self.config.latent_dim, device=self.device)
+        return self.decode(z)

@@ -1,0 +1,220 @@
+"""The run folder: what `vaekit train` leaves behind, and how every other command reads it back.
+
+    runs/vae1/config.json        resolved configuration (+ image shape, dataset source)
+    runs/vae1/config.toml        the same, as a file `--config` accepts
+    runs/vae1/metrics.jsonl      training terms every log interval, with images/s
+    runs/vae1/eval.jsonl         quick test-set evaluations during training
+    runs/vae1/evaluation.json    the final test-set evaluation
+    runs/vae1/loss_curves.png, reconstructions.png, samples.png, interpolations.png
+    runs/vae1/report.md          a page a person reads first
+    runs/vae1/checkpoints/       safetensors + JSON (see train/checkpoint.py)
+
+Everything that can be refused (config, data, shapes) is checked before the folder is created, so
+bad input never leaves a half-written run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml,
+                     run_config_to_dict, to_toml)
+from .data import load_dataset
+from .errors import CheckpointError, ConfigError
+from .metrics import dataset_mean_image, evaluate_model
+from .models import GenerativeModel, build_model, get_entry, model_config
+from .train import Trainer, latest_checkpoint
+from .train.checkpoint import load_model_weights, write_json_atomic
+from .viz import plot_curves, save_grid
+
+
+# --- configuration ------------------------------------------------------------------------
+
+def resolve_config(model_name: str, config_file: str | None = None, overrides: list[str] = (),
+                   base: dict | None = None) -> RunConfig:
+    """preset < config file < `base` (CLI shortcuts such as --steps) < `--set` overrides."""
+    get_entry(model_name)
+    tree: dict = {"model": {}, "data": {}, "train": {}}
+    if config_file:
+        loaded = load_toml(config_file)
+        if loaded.pop("model_name", model_name).replace("-", "_") != model_name.replace("-", "_"):
+            raise ConfigError(f"{config_file} is for another model than {model_name!r}")
+        for section, values in loaded.items():
+            tree[section].update(values)
+    for section, values in (base or {}).items():
+        tree[section].update(values)
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return config_from_tree(model_name, tree)
+
+
+def config_from_tree(model_name: str, tree: dict) -> RunConfig:
+    return RunConfig(model_name=get_entry(model_name).name,
+                     model=model_config(model_name, tree.get("model", {})),
+                     data=from_dict(DataConfig, tree.get("data", {}), "data"),
+                     train=from_dict(TrainConfig, tree.get("train", {}), "train"))
+
+
+def read_run_config(run_dir: str | Path) -> tuple[RunConfig, dict]:
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"run folder not found: {run_dir}")
+    try:
+        saved = json.loads(path.read_text())
+        cfg = config_from_tree(saved["model_name"], saved)
+    except FileNotFoundError:
+        raise ConfigError(f"{run_dir} is not a vaekit run folder (no config.json)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: unreadable run config ({e})") from None
+    return cfg, saved
+
+
+# --- loading a trained model ------------------------------------------------------------
+
+def load_run(run_dir: str | Path) -> tuple[RunConfig, GenerativeModel, dict]:
+    """Config, model with the newest checkpoint's weights (in eval mode), and config.json."""
+    cfg, saved = read_run_config(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet")
+    model = build_model(cfg.model_name, cfg.model, saved["image_shape"])
+    load_model_weights(ckpt, model)
+    model.eval()
+    return cfg, model, saved
+
+
+def load_split(cfg: RunConfig, split: str):
+    d = cfg.data
+    return load_dataset(d.name, split, root=d.root, size=d.size, channels=d.channels)
+
+
+# --- training ---------------------------------------------------------------------------
+
+def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+              final_iw_samples: int = 50, final_iw_images: int = 1000) -> dict:
+    """Train `cfg` into run folder `out` (or continue it), then evaluate and draw the pictures."""
+    out = Path(out)
+    if resume:
+        cfg = _resume_config(cfg, out)
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} already exists and is not empty; pass --resume to continue it or choose another --out")
+    train_data, test_data = load_split(cfg, "train"), load_split(cfg, "test")
+    model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
+    trainer_probe = dataclasses.replace(cfg.train)  # validated already; batch size against data below
+    if trainer_probe.batch_size > len(train_data):
+        raise ConfigError(f"train.batch_size={trainer_probe.batch_size} exceeds the {len(train_data)} training images")
+
+    out.mkdir(parents=True, exist_ok=True)
+    saved = {**run_config_to_dict(cfg), "image_shape": list(train_data.image_shape),
+             "data_source": train_data.source, "train_images": len(train_data), "test_images": len(test_data),
+             "vaekit_version": __version__, "torch_version": torch.__version__}
+    write_json_atomic(out / "config.json", saved)
+    (out / "config.toml").write_text(to_toml(run_config_to_dict(cfg)))
+
+    train_mean = dataset_mean_image(train_data)
+    quick = min(cfg.train.eval_images, len(test_data))
+
+    def quick_eval(m, step):
+        return evaluate_model(m, test_data, max_images=quick, seed=cfg.train.seed)
+
+    trainer = Trainer(model, train_data, cfg.train, out, evaluate=quick_eval, progress=progress)
+    if resume:
+        start = trainer.resume()
+        if start >= trainer.total_steps:
+            raise ConfigError(f"{out} is already at step {start}; ask for more with --steps N (N > {start})")
+    t0 = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - t0
+
+    result = evaluate_model(model, test_data, train_mean=train_mean, iw_samples=final_iw_samples,
+                            iw_images=final_iw_images, seed=cfg.train.seed)
+    result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
+                   "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json_atomic(out / "evaluation.json", result)
+    draw_run_pictures(out, model, test_data, cfg)
+    write_report(out, cfg, saved, result)
+    return result
+
+
+def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
+    """Resume keeps the saved model and data; only train settings may change (e.g. more steps)."""
+    saved, _ = read_run_config(out)
+    for section in ("model", "data"):
+        if getattr(requested, section) != getattr(saved, section) and getattr(requested, section) != \
+                getattr(config_from_tree(saved.model_name, {}), section):
+            raise ConfigError(f"--resume cannot change the {section} settings of {out}; start a new run instead")
+    if requested.model_name != saved.model_name:
+        raise ConfigError(f"{out} trains {saved.model_name!r}, not {requested.model_name!r}")
+    return dataclasses.replace(saved, train=requested.train)
+
+
+# --- pictures and report -------------------------------------------------------------------
+
+@torch.no_grad()
+def reconstruction_rows(model: GenerativeModel, x: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+    """Inputs, then one row per output stage of the model. -> ((rows * n), C, H, W), row names"""
+    model.eval()
+    stages = model.decode_stages(model.latent_code(x))
+    names = ["input", *stages]
+    return torch.cat([x, *[s.clamp(0, 1) for s in stages.values()]]), names
+
+
+@torch.no_grad()
+def interpolation_grid(model: GenerativeModel, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Each row: input a, decodes of (1-t) z_a + t z_b for t in [0, 1], input b."""
+    model.eval()
+    z_a, z_b = model.latent_code(x_a), model.latent_code(x_b)  # (P, D)
+    t = torch.linspace(0, 1, steps).view(1, steps, *([1] * (z_a.dim() - 1)))
+    z = (1 - t) * z_a.unsqueeze(1) + t * z_b.unsqueeze(1)  # (P, steps, D)
+    decoded = model.decode(z.flatten(0, 1)).view(x_a.shape[0], steps, *x_a.shape[1:])
+    return torch.cat([x_a.unsqueeze(1), decoded, x_b.unsqueeze(1)], 1).flatten(0, 1)
+
+
+def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConfig) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        n = min(16, len(test_data))
+        grid, _ = reconstruction_rows(model, test_data.batch(torch.arange(n)))
+        save_grid(out / "reconstructions.png", grid, nrow=n)
+        save_grid(out / "samples.png", model.sample(64), nrow=8)
+        pairs = min(6, len(test_data) // 2)
+        x = test_data.batch(torch.arange(2 * pairs))
+        save_grid(out / "interpolations.png", interpolation_grid(model, x[:pairs], x[pairs:]), nrow=12)
+    rows = _read_jsonl(out / "metrics.jsonl")
+    eval_rows = _read_jsonl(out / "eval.jsonl")
+    keys = [k for k in ("loss", "recon", "kl", "elbo") if rows and k in rows[-1]]
+    keys += [k for k in (rows[-1] if rows else {}) if k not in keys and k not in ("step", "images_per_s")][:6 - len(keys)]
+    plot_curves(rows, keys, out / "loss_curves.png", title=f"{cfg.model_name} on {cfg.data.name}",
+                eval_rows=eval_rows, eval_keys=[f"test/{k}" for k in keys])
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict) -> None:
+    def fmt(v):
+        return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
+    lines = [f"# {cfg.model_name} on {cfg.data.name}", "",
+             f"- data: {saved['data_source']} ({saved['train_images']} train / {saved['test_images']} test images, "
+             f"shape {tuple(saved['image_shape'])})",
+             f"- steps: {result['step']} (batch {cfg.train.batch_size}, lr {cfg.train.lr}, seed {cfg.train.seed})",
+             f"- vaekit {saved['vaekit_version']}, torch {saved['torch_version']}", "",
+             "Per-image terms in nats (summed over pixels and latent dimensions, averaged over images).", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in result.items()]
+    lines += ["", "![loss curves](loss_curves.png)", "",
+              "Test reconstructions (top row: inputs):", "", "![reconstructions](reconstructions.png)", "",
+              "Samples from the prior:", "", "![samples](samples.png)", "",
+              "Interpolations between test images (ends: the inputs):", "", "![interpolations](interpolations.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))

@@ -1,0 +1,207 @@
+"""The model-agnostic training loop: one or several optimisers per iteration.
+
+The model says which parameter groups exist (`optim_groups`) and in which phases they are stepped
+(`update_phases`); the trainer guarantees isolation: within a phase, every group's gradient is
+computed from its own loss alone (`backward(inputs=group)`), all before any parameter changes, then
+each group's optimiser steps. A later phase calls `model.loss` again on the updated weights. This
+is the fix for pythae's trainer, whose later losses leaked into earlier optimisers' gradients.
+
+Determinism: the data order is a function of (seed, step) alone and the RNG state is checkpointed,
+so N steps straight and N/2 + resume + N/2 give bit-identical parameters on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..config import TrainConfig
+from ..errors import ConfigError, TrainingDiverged
+from ..models.base import Batch, GenerativeModel
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .progress import Progress
+
+EvalFn = Callable[[GenerativeModel, int], dict]
+
+
+class EpochSampler:
+    """Batches of indices: a fresh permutation each epoch, seeded by (seed, epoch); the last
+    incomplete batch of an epoch is dropped so every step sees `batch_size` images."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if batch_size > n:
+            raise ConfigError(f"train.batch_size={batch_size} exceeds the {n} training images")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.steps_per_epoch = n // batch_size
+        self._epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> Tensor:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return self._perm[k * self.batch_size:(k + 1) * self.batch_size]
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _truncate_jsonl(path: Path, max_step: int) -> None:
+    """On resume, drop log rows written after the checkpoint (a crash can leave some)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= max_step]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+class Trainer:
+    def __init__(self, model: GenerativeModel, train_data, config: TrainConfig, run_dir: str | Path | None = None,
+                 evaluate: EvalFn | None = None, progress: bool = True):
+        self.model, self.data, self.config = model, train_data, config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.evaluate_fn = evaluate
+        self.show_progress = progress
+        self.groups = model.optim_groups()
+        self.phases = model.update_phases()
+        for phase in self.phases:
+            for name in phase:
+                if name not in self.groups:
+                    raise ConfigError(f"{type(model).__name__}: phase names unknown parameter group {name!r}")
+        self.optimizers = {
+            name: torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay)
+            for name, params in self.groups.items()
+        }
+        self.sampler = EpochSampler(len(train_data), config.batch_size, config.seed)
+        self.step = 0
+        self.last_checkpoint_step: int | None = None
+
+    @property
+    def total_steps(self) -> int:
+        if self.config.epochs is not None:
+            return max(1, round(self.config.epochs * self.sampler.steps_per_epoch))
+        return self.config.steps
+
+    def batch_at(self, step: int) -> Batch:
+        idx = self.sampler.indices(step)
+        y = self.data.labels[idx] if self.data.labels is not None else None
+        return Batch(self.data.batch(idx), y)
+
+    # --- one iteration ---------------------------------------------------------------------
+    def train_step(self, batch: Batch) -> dict[str, Tensor]:
+        """Run every phase once; return the detached terms of the first phase (for logging)."""
+        logged: dict[str, Tensor] = {}
+        clip = self.config.grad_clip
+        for phase_index, phase in enumerate(self.phases):
+            terms = self.model.loss(batch, self.step)
+            self._check_finite(terms)
+            for i, name in enumerate(phase):
+                params = self.groups[name]
+                for p in params:
+                    p.grad = None
+                # Isolation: this group's gradient comes from its own loss only.
+                terms[name].backward(inputs=params, retain_graph=i + 1 < len(phase))
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
+            for name in phase:  # step only after every gradient of the phase is computed
+                self.optimizers[name].step()
+            if phase_index == 0:
+                logged = {k: v.detach() for k, v in terms.items()}
+            else:
+                logged.update({k: v.detach() for k, v in terms.items() if k in phase})
+        return logged
+
+    def _check_finite(self, terms: dict[str, Tensor]) -> None:
+        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()])
+        if bool(torch.isfinite(values).all()):
+            return
+        bad = next(k for k, t in terms.items() if not torch.isfinite(t.detach()).all())
+        where = ""
+        if self.run_dir is not None and self.last_checkpoint_step is not None:
+            where = f"; the last good checkpoint (step {self.last_checkpoint_step}) in {self.run_dir}/checkpoints is intact"
+        elif self.run_dir is not None:
+            where = "; no checkpoint had been written yet"
+        raise TrainingDiverged(f"training diverged at step {self.step + 1}: term {bad!r} is "
+                               f"{float(terms[bad].detach().reshape(-1)[0])}{where}. "
+                               "Try a lower train.lr or set train.grad_clip.")
+
+    # --- the loop ------------------------------------------------------------------------
+    def resume(self) -> int:
+        """Restore the newest checkpoint of the run folder; return its step (0 if none)."""
+        if self.run_dir is None:
+            raise ConfigError("resume needs a run folder")
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            return 0
+        state = load_checkpoint(ckpt, self.model, self.optimizers)
+        self.step = self.last_checkpoint_step = int(state["step"])
+        for name in ("metrics.jsonl", "eval.jsonl"):
+            _truncate_jsonl(self.run_dir / name, self.step)
+        return self.step
+
+    def save(self) -> None:
+        if self.run_dir is None:
+            return
+        save_checkpoint(self.run_dir, self.step, self.model, self.optimizers,
+                        keep=self.config.keep_checkpoints)
+        self.last_checkpoint_step = self.step
+
+    def run_evaluation(self) -> dict:
+        if self.evaluate_fn is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed + 17)
+                result = self.evaluate_fn(self.model, self.step)
+        finally:
+            self.model.train(was_training)
+        if self.run_dir is not None:
+            _append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **result})
+        return result
+
+    def fit(self) -> dict:
+        """Train up to `total_steps`; return the last logged terms."""
+        cfg, total = self.config, self.total_steps
+        if self.step == 0:
+            torch.manual_seed(cfg.seed)
+        self.model.train()
+        progress = Progress(total, self.step, enabled=self.show_progress)
+        sums: dict[str, Tensor] = {}
+        count, t_last, paused, last = 0, time.perf_counter(), 0.0, {}
+        while self.step < total:
+            batch = self.batch_at(self.step)
+            terms = self.train_step(batch)
+            self.step += 1
+            for k, v in terms.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            count += 1
+            if self.step % cfg.log_every == 0 or self.step == total:
+                now = time.perf_counter()
+                ips = count * cfg.batch_size / max(now - t_last - paused, 1e-9)
+                last = {k: float(v) / count for k, v in sums.items()}
+                if self.run_dir is not None:
+                    _append_jsonl(self.run_dir / "metrics.jsonl",
+                                  {"step": self.step, **last, "images_per_s": ips})
+                progress.update(self.step, {k: v for k, v in last.items() if not k.startswith("loss/")
+                                            or len(self.groups) > 1}, ips)
+                sums, count, t_last, paused = {}, 0, time.perf_counter(), 0.0
+            t_pause = time.perf_counter()  # evaluation and checkpoints do not count towards images/s
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
+                result = self.run_evaluation()
+                progress.message(f"eval @ {self.step}: " + ", ".join(
+                    f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, (int, float)) and math.isfinite(v)))
+            if self.step % cfg.checkpoint_every == 0 or self.step == total:
+                self.save()
+            paused += time.perf_counter() - t_pause
+        progress.close()
+        return last

@@ -1,0 +1,89 @@
+"""Pictures a person looks at: image grids (PNG via Pillow) and loss curves (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def image_grid(images: Tensor, nrow: int, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> uint8 (rows*(H+pad)+pad, nrow*(W+pad)+pad, C) laid out row by row."""
+    n, c, h, w = images.shape
+    rows = (n + nrow - 1) // nrow
+    grid = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top:top + h, left:left + w] = images[i].detach().float().clamp(0, 1).cpu()
+    return (grid.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+
+
+def save_png(path: str | Path, array: np.ndarray, scale: int = 1) -> Path:
+    """Write an (H, W, C) uint8 array as PNG, atomically; `scale` enlarges by pixel repetition."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if scale > 1:
+        array = array.repeat(scale, 0).repeat(scale, 1)
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        img.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_grid(path: str | Path, images: Tensor, nrow: int, scale: int | None = None) -> Path:
+    """Grid of images, enlarged so small images (28x28, 8x8) are comfortable to look at."""
+    if scale is None:
+        scale = max(1, 64 // images.shape[-1])
+    return save_png(path, image_grid(images, nrow), scale=scale)
+
+
+def plot_curves(rows: list[dict], keys: list[str], path: str | Path, title: str = "",
+                eval_rows: list[dict] | None = None, eval_keys: list[str] | None = None) -> Path:
+    """Training curves (one panel per key) against step; evaluation points overlaid where named."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in keys if any(k in r for r in rows)]
+    panels = max(1, len(keys))
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        steps = [r["step"] for r in rows if key in r]
+        ax.plot(steps, [r[key] for r in rows if key in r], label=f"train {key}", lw=1.4)
+        for ek in eval_keys or []:
+            if eval_rows and ek.endswith("/" + key):
+                pts = [(r["step"], r[ek]) for r in eval_rows if ek in r]
+                if pts:
+                    ax.plot(*zip(*pts), "o--", label=ek, ms=4)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
