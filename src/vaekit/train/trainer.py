@@ -68,6 +68,8 @@ class Trainer:
                  evaluate: EvalFn | None = None, progress: bool = True):
         self.model, self.data, self.config = model, train_data, config
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.evaluate_fn = evaluate
         self.show_progress = progress
         self.groups = model.optim_groups()
@@ -123,14 +125,18 @@ class Trainer:
         values = torch.stack([t.detach().float().reshape(()) for t in terms.values()])
         if bool(torch.isfinite(values).all()):
             return
-        bad = next(k for k, t in terms.items() if not torch.isfinite(t.detach()).all())
+        bad = [k for k, t in terms.items() if not torch.isfinite(t.detach()).all()]
+        parts = [k for k in bad if k not in self.groups] or bad  # name the culprit before the totals it spoils
+        first = parts[0]
+        value = float(terms[first].detach().reshape(-1)[0])
+        also = [k for k in bad if k != first]
         where = ""
         if self.run_dir is not None and self.last_checkpoint_step is not None:
             where = f"; the last good checkpoint (step {self.last_checkpoint_step}) in {self.run_dir}/checkpoints is intact"
         elif self.run_dir is not None:
             where = "; no checkpoint had been written yet"
-        raise TrainingDiverged(f"training diverged at step {self.step + 1}: term {bad!r} is "
-                               f"{float(terms[bad].detach().reshape(-1)[0])}{where}. "
+        raise TrainingDiverged(f"training diverged at step {self.step + 1}: term {first!r} is {value}"
+                               f"{' (also ' + ', '.join(map(repr, also)) + ')' if also else ''}{where}. "
                                "Try a lower train.lr or set train.grad_clip.")
 
     # --- the loop ------------------------------------------------------------------------

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny in-memory datasets and tiny model settings, so the suite stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaekit.data import ImageDataset
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+HAVE_FASHION = (FASHION_DIR / "train-images-idx3-ubyte.gz").exists()
+needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+TINY = {"latent_dim": 4, "base_channels": 4, "max_channels": 8}
+
+
+def blob_images(n: int, size: int = 16, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """Smooth random blobs as uint8 (N, C, size, size): easy to learn, not constant."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    cx = torch.rand(n, 1, 1, generator=g) * size
+    cy = torch.rand(n, 1, 1, generator=g) * size
+    r = 2 + torch.rand(n, 1, 1, generator=g) * size / 4
+    img = torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r**2))  # (N, size, size)
+    img = img.unsqueeze(1).expand(n, channels, size, size)
+    return (img * 255).round().to(torch.uint8).contiguous()
+
+
+@pytest.fixture
+def tiny_data() -> ImageDataset:
+    return ImageDataset("blobs", "train", blob_images(256), torch.arange(256) % 4, ["a", "b", "c", "d"], "memory")
+
+
+@pytest.fixture
+def tiny_test_data() -> ImageDataset:
+    return ImageDataset("blobs", "test", blob_images(64, seed=1), torch.arange(64) % 4, ["a", "b", "c", "d"], "memory")

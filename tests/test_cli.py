@@ -1,0 +1,170 @@
+"""The command line as a user meets it: round trips on real (bundled) data, and refusals of bad
+input with one line and exit code 2, never a traceback or a half-written run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import needs_fashion
+from vaekit.cli.main import main
+
+TINY_SETS = ["--set", "model.latent_dim=4", "--set", "model.base_channels=8", "--set", "model.max_channels=16",
+             "--set", "train.batch_size=64", "--set", "train.log_every=5", "--set", "train.eval_every=10",
+             "--set", "train.checkpoint_every=10", "--iw-samples", "4", "--quiet"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "d1"
+    assert main(["train", "vae", "--data", "digits", "--steps", "20", "--seed", "0", "--out", str(out), *TINY_SETS]) == 0
+    return out
+
+
+def test_train_leaves_a_readable_run_folder(digits_run):
+    names = {p.name for p in digits_run.iterdir()}
+    for expected in ("config.json", "config.toml", "metrics.jsonl", "eval.jsonl", "evaluation.json", "report.md",
+                     "loss_curves.png", "reconstructions.png", "samples.png", "interpolations.png", "checkpoints"):
+        assert expected in names, expected
+    cfg = json.loads((digits_run / "config.json").read_text())
+    assert cfg["model_name"] == "vae" and cfg["data"]["name"] == "digits" and cfg["image_shape"] == [1, 8, 8]
+    evaluation = json.loads((digits_run / "evaluation.json").read_text())
+    assert evaluation["step"] == 20 and evaluation["images"] == 355
+    assert "baseline/mean_image/ssim" in evaluation
+    assert not list(digits_run.glob("**/*.tmp"))
+
+
+def test_evaluate_json_is_one_object(digits_run, capsys):
+    code, out, _ = run(capsys, "evaluate", str(digits_run), "--json", "--iw-samples", "8", "--iw-images", "20")
+    assert code == 0
+    result = json.loads(out)
+    assert result["model"] == "vae" and result["iwae_samples"] == 8 and result["iwae_images"] == 20
+    assert result["test/iwae_nll"] > 0 and 0 < result["test/ssim"] <= 1
+
+
+def test_pictures(digits_run, capsys, tmp_path):
+    assert run(capsys, "sample", str(digits_run), "-n", "16", "-o", str(tmp_path / "s.png"))[0] == 0
+    code, out, _ = run(capsys, "reconstruct", str(digits_run), "-n", "5", "-o", str(tmp_path / "r.png"))
+    assert code == 0 and "rows: input, output" in out
+    assert run(capsys, "interpolate", str(digits_run), "-o", str(tmp_path / "i.png"), "--pairs", "3")[0] == 0
+    sample = Image.open(tmp_path / "s.png")
+    recon = Image.open(tmp_path / "r.png")
+    interp = Image.open(tmp_path / "i.png")
+    scale = 64 // 8  # small images are enlarged
+    assert sample.size == (4 * (8 + 2) * scale + 2 * scale,) * 2
+    assert recon.size == ((5 * 10 + 2) * scale, (2 * 10 + 2) * scale)
+    assert interp.size == ((12 * 10 + 2) * scale, (3 * 10 + 2) * scale)
+
+
+def test_sample_is_deterministic_under_seed(digits_run, capsys, tmp_path):
+    for name in ("a", "b"):
+        run(capsys, "sample", str(digits_run), "-n", "4", "--seed", "3", "-o", str(tmp_path / f"{name}.png"))
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_resume_continues_to_the_new_step_count(digits_run, capsys, tmp_path):
+    import shutil
+
+    copy = tmp_path / "d2"
+    shutil.copytree(digits_run, copy)
+    code, _, err = run(capsys, "train", "vae", "--data", "digits", "--steps", "30", "--out", str(copy), "--resume",
+                       "--quiet", "--iw-samples", "2")
+    assert code == 0, err
+    assert json.loads((copy / "evaluation.json").read_text())["step"] == 30
+    steps = [json.loads(l)["step"] for l in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 30 and len(steps) == len(set(steps))
+    # Asking for a step count the run has already reached is refused.
+    code, _, err = run(capsys, "train", "vae", "--steps", "30", "--out", str(copy), "--resume")
+    assert code == 2 and "already at step 30" in err
+
+
+def test_models_and_datasets_list(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "vae" in out and "beta_vae" in out and "paper:" in out
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and "fashion-mnist" in out and "digits" in out and "image-folder" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "nosuchmodel", "--data", "digits"], "unknown model"),
+    (["train", "vae", "--data", "nosuchdata"], "nosuchdata"),
+    (["train", "vae", "--data", "digits", "--set", "model.betta=2"], "model.betta"),
+    (["train", "vae", "--data", "digits", "--set", "train.lr=0"], "train.lr"),
+    (["train", "vae", "--data", "image-folder", "--set", "data.root=/nonexistent/images"], "/nonexistent/images"),
+    (["train", "vae", "--data", "digits", "--set", "train.batch_size=100000"], "batch_size"),
+])
+def test_bad_train_input_is_one_line_exit_2_and_no_run_folder(argv, needle, capsys, tmp_path):
+    out = tmp_path / "never"
+    code, _, err = run(capsys, *argv, "--out", str(out), "--quiet")
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_existing_run_folder_is_not_overwritten(digits_run, capsys):
+    code, _, err = run(capsys, "train", "vae", "--data", "digits", "--out", str(digits_run))
+    assert code == 2 and "--resume" in err
+
+
+def test_corrupt_image_folder_is_refused(capsys, tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(12):
+        Image.new("L", (16, 16), color=i * 10).save(root / f"{i:02d}.png")
+    (root / "05.png").write_bytes(os.urandom(200))
+    code, _, err = run(capsys, "train", "vae", "--data", "image-folder", "--set", f"data.root={root}",
+                       "--out", str(tmp_path / "r"), "--quiet")
+    assert code == 2 and "05.png" in err and not (tmp_path / "r").exists()
+
+
+def test_pickled_checkpoint_is_refused_by_the_cli(digits_run, capsys, tmp_path):
+    import shutil
+
+    copy = tmp_path / "evil"
+    shutil.copytree(digits_run, copy)
+    ckpt = json.loads((copy / "checkpoints" / "latest.json").read_text())["dir"]
+    torch.save({"anything": torch.zeros(1)}, copy / "checkpoints" / ckpt / "model.safetensors")
+    for argv in (["evaluate", str(copy)], ["sample", str(copy), "-o", str(tmp_path / "x.png")]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "never unpickles" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_missing_run_folder(capsys, tmp_path):
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "nope"))
+    assert code == 2 and "not found" in err
+
+
+def test_console_script_prints_one_line_on_error(tmp_path):
+    """The installed `vaekit` command (or python -m) exits 2 with a single line, no traceback."""
+    cmd = [sys.executable, "-m", "vaekit.cli.main", "train", "vae", "--data", "digits", "--set", "model.nope=1",
+           "--out", str(tmp_path / "x")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("vaekit: error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+@needs_fashion
+def test_fashion_mnist_short_run_learns(tmp_path, capsys):
+    out = tmp_path / "f"
+    code, _, err = run(capsys, "train", "vae", "--data", "fashion-mnist", "--steps", "60", "--out", str(out),
+                       "--set", "train.log_every=20", "--set", "train.eval_every=0", "--set", "model.base_channels=16",
+                       "--iw-samples", "0", "--quiet")
+    assert code == 0, err
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert ev["images"] == 10000
+    assert ev["test/ssim"] > ev["baseline/mean_image/ssim"] + 0.2

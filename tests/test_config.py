@@ -1,0 +1,69 @@
+"""Configuration: TOML and --set overrides, refusal of unknown keys and impossible values by name."""
+
+import pytest
+
+from vaekit.config import TrainConfig, from_dict, parse_value
+from vaekit.errors import ConfigError
+from vaekit.runs import resolve_config
+
+
+def test_overrides_are_applied_with_types():
+    cfg = resolve_config("vae", overrides=["model.beta=4", "train.lr=3e-4", "train.grad_clip=1", "data.name=digits"])
+    assert cfg.model.beta == 4.0 and isinstance(cfg.model.beta, float)
+    assert cfg.train.lr == 3e-4 and cfg.train.grad_clip == 1.0
+    assert cfg.data.name == "digits"
+
+
+def test_precedence_preset_file_shortcut_set(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[model]\nbeta = 2.0\nlatent_dim = 8\n[train]\nsteps = 10\nlr = 0.01\n")
+    cfg = resolve_config("beta_vae", str(f), ["train.lr=0.02"], {"train": {"steps": 20}})
+    assert cfg.model.beta == 2.0 and cfg.model.latent_dim == 8
+    assert cfg.train.steps == 20 and cfg.train.lr == 0.02
+    assert resolve_config("beta_vae").model.beta == 4.0
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("model.betta=4", "model.betta"),
+    ("train.lr=-1", "train.lr"),
+    ("train.steps=1.5", "train.steps"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("model.likelihood=poisson", "model.likelihood"),
+    ("data.channels=2", "data.channels"),
+    ("optim.lr=1", "optim"),
+    ("lr=1", "section.key"),
+    ("train.lr", "section.key=value"),
+])
+def test_bad_settings_are_refused_by_name(assignment, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        resolve_config("vae", overrides=[assignment])
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="known models: .*vae"):
+        resolve_config("gan")
+
+
+def test_bad_toml_file_is_refused(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text("[train\nsteps = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        resolve_config("vae", str(f))
+    f.write_text("[optimizer]\nlr = 1\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        resolve_config("vae", str(f))
+
+
+def test_parse_value():
+    assert parse_value("3e-4") == 3e-4
+    assert parse_value("true") is True
+    assert parse_value("[1, 2]") == [1, 2]
+    assert parse_value("hello") == "hello"
+    assert parse_value("none") is None
+
+
+def test_from_dict_coerces_lists_to_tuples():
+    cfg = from_dict(TrainConfig, {"adam_betas": [0.5, 0.9]}, "train")
+    assert cfg.adam_betas == (0.5, 0.9)
+    with pytest.raises(ConfigError, match="adam_betas"):
+        from_dict(TrainConfig, {"adam_betas": [0.5]}, "train")
