@@ -89,6 +89,53 @@ def test_resume_continues_to_the_new_step_count(digits_run, capsys, tmp_path):
     assert code == 2 and "already at step 30" in err
 
 
+def test_resume_refuses_to_change_the_model(digits_run, capsys):
+    code, _, err = run(capsys, "train", "vae", "--steps", "40", "--out", str(digits_run), "--resume",
+                       "--set", "model.beta=3")
+    assert code == 2 and "cannot change the model settings" in err
+
+
+def _write_idx(folder, prefix, images, labels):
+    import gzip
+    import struct
+
+    n, h, w = images.shape
+    with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, h, w) + images.numpy().tobytes())
+    with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + labels.numpy().astype("uint8").tobytes())
+
+
+def test_mnist_is_found_under_vaekit_data(capsys, tmp_path, monkeypatch):
+    from conftest import blob_images
+
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    _write_idx(folder, "train", blob_images(128, 28)[:, 0], torch.arange(128) % 10)
+    _write_idx(folder, "t10k", blob_images(32, 28, seed=1)[:, 0], torch.arange(32) % 10)
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "data"))
+    out = tmp_path / "m1"
+    code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--steps", "3", "--out", str(out), *TINY_SETS)
+    assert code == 0, err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train_images"] == 128 and saved["test_images"] == 32 and str(folder) in saved["data_source"]
+
+
+def test_image_folder_with_resize(capsys, tmp_path):
+    root = tmp_path / "imgs"
+    for split, n in (("train", 70), ("test", 10)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (48 + i % 3, 40), color=(i * 3, 100, 200 - i)).save(root / split / f"{i:03d}.jpg")
+    out = tmp_path / "f1"
+    code, _, err = run(capsys, "train", "vae", "--data", "image-folder", "--set", f"data.root={root}",
+                       "--set", "data.size=32", "--steps", "2", "--out", str(out), *TINY_SETS)
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["image_shape"] == [3, 32, 32]
+    code, _, _ = run(capsys, "sample", str(out), "-n", "4", "-o", str(tmp_path / "s.png"))
+    assert code == 0 and Image.open(tmp_path / "s.png").mode == "RGB"
+
+
 def test_models_and_datasets_list(capsys):
     code, out, _ = run(capsys, "models")
     assert code == 0 and "vae" in out and "beta_vae" in out and "paper:" in out

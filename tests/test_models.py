@@ -96,3 +96,21 @@ def test_golden_losses_at_seed_0():
         torch.manual_seed(0)
         got = float(model.loss(batch())["loss"].detach())
         assert got == pytest.approx(value, abs=1e-3), (name, got)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_sample_and_reconstruct_run_in_eval_mode_whatever_the_mode(name):
+    model = tiny(name)
+    model.loss(batch())  # batch-norm statistics away from their initial values
+    x = batch(seed=4).x
+    model.eval()
+    torch.manual_seed(2)
+    ref_sample, ref_recon = model.sample(4), model.reconstruct(x)
+    model.train()
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(2)
+    assert torch.equal(model.sample(4), ref_sample)
+    assert torch.equal(model.reconstruct(x), ref_recon)
+    assert model.training  # the mode is restored
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, stats[k]), f"{k} changed by inference"

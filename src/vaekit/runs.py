@@ -107,10 +107,10 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty; pass --resume to continue it or choose another --out")
     train_data, test_data = load_split(cfg, "train"), load_split(cfg, "test")
+    if cfg.train.batch_size > len(train_data):
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_data)} training images")
+    torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
-    trainer_probe = dataclasses.replace(cfg.train)  # validated already; batch size against data below
-    if trainer_probe.batch_size > len(train_data):
-        raise ConfigError(f"train.batch_size={trainer_probe.batch_size} exceeds the {len(train_data)} training images")
 
     out.mkdir(parents=True, exist_ok=True)
     saved = {**run_config_to_dict(cfg), "image_shape": list(train_data.image_shape),
@@ -139,6 +139,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     write_json_atomic(out / "evaluation.json", result)
+    with open(out / "eval.jsonl", "a") as f:  # the final point of the evaluation curves
+        f.write(json.dumps({k: v for k, v in result.items() if k != "evaluated_at"}) + "\n")
     draw_run_pictures(out, model, test_data, cfg)
     write_report(out, cfg, saved, result)
     return result
@@ -147,12 +149,11 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
 def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
     """Resume keeps the saved model and data; only train settings may change (e.g. more steps)."""
     saved, _ = read_run_config(out)
-    for section in ("model", "data"):
-        if getattr(requested, section) != getattr(saved, section) and getattr(requested, section) != \
-                getattr(config_from_tree(saved.model_name, {}), section):
-            raise ConfigError(f"--resume cannot change the {section} settings of {out}; start a new run instead")
     if requested.model_name != saved.model_name:
         raise ConfigError(f"{out} trains {saved.model_name!r}, not {requested.model_name!r}")
+    for section in ("model", "data"):
+        if getattr(requested, section) != getattr(saved, section):
+            raise ConfigError(f"--resume cannot change the {section} settings of {out}; start a new run instead")
     return dataclasses.replace(saved, train=requested.train)
 
 

@@ -43,13 +43,10 @@ def _cmd_train(args) -> int:
         if getattr(args, key) is not None:
             base["train"][key] = getattr(args, key)
     if args.resume:
-        # Start from the run's saved settings; only what is given now changes.
-        saved, tree = read_run_config(args.out)
-        base = {"model": dict(tree["model"]), "data": dict(tree["data"]),
+        # Start from the run's saved settings; what is given now changes them (train settings only).
+        _, tree = read_run_config(args.out)
+        base = {"model": dict(tree["model"]), "data": {**tree["data"], **base["data"]},
                 "train": {**tree["train"], **base["train"]}}
-        if args.data and args.data != tree["data"]["name"]:
-            from ..errors import ConfigError
-            raise ConfigError(f"--resume cannot change the dataset of {args.out} ({tree['data']['name']})")
     cfg = resolve_config(args.model, args.config, args.set, base)
     result = train_run(cfg, args.out, resume=args.resume, progress=not args.quiet, final_iw_samples=args.iw_samples)
     print(_format_metrics(result))

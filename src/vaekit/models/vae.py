@@ -88,10 +88,8 @@ class VAE(ConvAutoencoderBase):
             "elbo": -(recon + kl).mean(),
         }
 
-    @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        z = torch.randn(n, self.config.latent_dim, device=self.device)
-        return self.decode(z)
+    def prior_sample(self, n: int) -> Tensor:
+        return torch.randn(n, self.config.latent_dim, device=self.device)  # p(z) = N(0, I)
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,5 @@ class AE(ConvAutoencoderBase):
         recon = -self.log_likelihood(batch.x, z)
         return {"loss": recon.mean(), "recon": recon.mean()}
 
-    @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        z = self.code_mean + self.code_var.sqrt() * torch.randn(n, self.config.latent_dim, device=self.device)
-        return self.decode(z)
+    def prior_sample(self, n: int) -> Tensor:
+        return self.code_mean + self.code_var.sqrt() * torch.randn(n, self.config.latent_dim, device=self.device)

@@ -198,8 +198,7 @@ class Trainer:
                 if self.run_dir is not None:
                     _append_jsonl(self.run_dir / "metrics.jsonl",
                                   {"step": self.step, **last, "images_per_s": ips})
-                progress.update(self.step, {k: v for k, v in last.items() if not k.startswith("loss/")
-                                            or len(self.groups) > 1}, ips)
+                progress.update(self.step, last, ips)
                 sums, count, t_last, paused = {}, 0, time.perf_counter(), 0.0
             t_pause = time.perf_counter()  # evaluation and checkpoints do not count towards images/s
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
