@@ -150,6 +150,7 @@ def test_models_and_datasets_list(capsys):
     (["train", "vae", "--data", "digits", "--set", "train.lr=0"], "train.lr"),
     (["train", "vae", "--data", "image-folder", "--set", "data.root=/nonexistent/images"], "/nonexistent/images"),
     (["train", "vae", "--data", "digits", "--set", "train.batch_size=100000"], "batch_size"),
+    (["train", "vae", "--data", "digits", "--device", "nosuchdevice"], "unknown device"),
 ])
 def test_bad_train_input_is_one_line_exit_2_and_no_run_folder(argv, needle, capsys, tmp_path):
     out = tmp_path / "never"

@@ -67,3 +67,17 @@ def test_from_dict_coerces_lists_to_tuples():
     assert cfg.adam_betas == (0.5, 0.9)
     with pytest.raises(ConfigError, match="adam_betas"):
         from_dict(TrainConfig, {"adam_betas": [0.5]}, "train")
+
+
+def test_devices():
+    import torch
+
+    from vaekit.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")

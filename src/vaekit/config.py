@@ -49,6 +49,7 @@ class TrainConfig:
     eval_images: int = 2000  # test images used by that quick evaluation
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "eval_images"):

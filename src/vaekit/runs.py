@@ -28,6 +28,7 @@ from . import __version__
 from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml,
                      run_config_to_dict, to_toml)
 from .data import load_dataset
+from .device import resolve_device
 from .errors import CheckpointError, ConfigError
 from .metrics import dataset_mean_image, evaluate_model
 from .models import GenerativeModel, build_model, get_entry, model_config
@@ -79,13 +80,13 @@ def read_run_config(run_dir: str | Path) -> tuple[RunConfig, dict]:
 
 # --- loading a trained model ------------------------------------------------------------
 
-def load_run(run_dir: str | Path) -> tuple[RunConfig, GenerativeModel, dict]:
-    """Config, model with the newest checkpoint's weights (in eval mode), and config.json."""
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, GenerativeModel, dict]:
+    """Config, model with the newest checkpoint's weights (in eval mode, on `device`), and config.json."""
     cfg, saved = read_run_config(run_dir)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet")
-    model = build_model(cfg.model_name, cfg.model, saved["image_shape"])
+    model = build_model(cfg.model_name, cfg.model, saved["image_shape"]).to(resolve_device(device))
     load_model_weights(ckpt, model)
     model.eval()
     return cfg, model, saved
@@ -107,6 +108,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty; pass --resume to continue it or choose another --out")
     train_data, test_data = load_split(cfg, "train"), load_split(cfg, "test")
+    resolve_device(cfg.train.device)  # refused here, before the run folder exists
     if cfg.train.batch_size > len(train_data):
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_data)} training images")
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
@@ -163,6 +165,7 @@ def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
 def reconstruction_rows(model: GenerativeModel, x: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
     """Inputs, then one row per output stage of the model. -> ((rows * n), C, H, W), row names"""
     model.eval()
+    x = x.to(model.device)
     stages = model.decode_stages(model.latent_code(x))
     names = ["input", *stages]
     return torch.cat([x, *[s.clamp(0, 1) for s in stages.values()]]), names
@@ -172,8 +175,9 @@ def reconstruction_rows(model: GenerativeModel, x: torch.Tensor) -> tuple[torch.
 def interpolation_grid(model: GenerativeModel, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
     """Each row: input a, decodes of (1-t) z_a + t z_b for t in [0, 1], input b."""
     model.eval()
+    x_a, x_b = x_a.to(model.device), x_b.to(model.device)
     z_a, z_b = model.latent_code(x_a), model.latent_code(x_b)  # (P, D)
-    t = torch.linspace(0, 1, steps).view(1, steps, *([1] * (z_a.dim() - 1)))
+    t = torch.linspace(0, 1, steps, device=model.device).view(1, steps, *([1] * (z_a.dim() - 1)))
     z = (1 - t) * z_a.unsqueeze(1) + t * z_b.unsqueeze(1)  # (P, steps, D)
     decoded = model.decode(z.flatten(0, 1)).view(x_a.shape[0], steps, *x_a.shape[1:])
     return torch.cat([x_a.unsqueeze(1), decoded, x_b.unsqueeze(1)], 1).flatten(0, 1)

@@ -25,6 +25,7 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, help="train.seed")
     p.add_argument("--batch-size", type=int, help="train.batch_size")
     p.add_argument("--lr", type=float, help="train.lr")
+    p.add_argument("--device", help="train.device: cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--config", help="TOML file with [model], [data], [train] tables")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting, e.g. --set model.beta=4 (repeatable)")
@@ -39,7 +40,7 @@ def _cmd_train(args) -> int:
     base = {"data": {}, "train": {}}
     if args.data:
         base["data"]["name"] = args.data
-    for key in ("steps", "epochs", "seed", "batch_size", "lr"):
+    for key in ("steps", "epochs", "seed", "batch_size", "lr", "device"):
         if getattr(args, key) is not None:
             base["train"][key] = getattr(args, key)
     if args.resume:
@@ -63,6 +64,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--images", default="all", help="test images for every other metric, or 'all'")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
 
 
 def _count(text: str, name: str) -> int | None:
@@ -82,7 +84,7 @@ def _cmd_evaluate(args) -> int:
     from ..metrics import dataset_mean_image, evaluate_model
     from ..runs import load_run, load_split
 
-    cfg, model, saved = load_run(args.run)
+    cfg, model, saved = load_run(args.run, args.device)
     test = load_split(cfg, "test")
     train_mean = dataset_mean_image(load_split(cfg, "train"))
     result = evaluate_model(model, test, train_mean=train_mean, iw_samples=args.iw_samples,
@@ -104,6 +106,7 @@ def _format_metrics(result: dict) -> str:
 def _add_picture(sub, name: str, help_text: str, n_default: int | None) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text)
     p.add_argument("run")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     if n_default is not None:
         p.add_argument("-n", type=int, default=n_default, help=f"number of images (default {n_default})")
@@ -117,7 +120,7 @@ def _cmd_sample(args) -> int:
     from ..runs import load_run
     from ..viz import save_grid
 
-    _, model, _ = load_run(args.run)
+    _, model, _ = load_run(args.run, args.device)
     _positive(args.n, "-n")
     torch.manual_seed(args.seed)
     x = model.sample(args.n)
@@ -133,7 +136,7 @@ def _cmd_reconstruct(args) -> int:
     from ..runs import load_run, load_split, reconstruction_rows
     from ..viz import save_grid
 
-    cfg, model, _ = load_run(args.run)
+    cfg, model, _ = load_run(args.run, args.device)
     _positive(args.n, "-n")
     data = load_split(cfg, args.split)
     g = torch.Generator().manual_seed(args.seed)
@@ -152,7 +155,7 @@ def _cmd_interpolate(args) -> int:
     from ..runs import interpolation_grid, load_run, load_split
     from ..viz import save_grid
 
-    cfg, model, _ = load_run(args.run)
+    cfg, model, _ = load_run(args.run, args.device)
     _positive(args.pairs, "--pairs")
     _positive(args.steps, "--steps")
     data = load_split(cfg, "test")

@@ -31,13 +31,16 @@ def evaluate_model(model, test_data, *, train_mean: torch.Tensor | None = None, 
 
 def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_size) -> dict:
     n = len(data) if max_images is None else min(max_images, len(data))
+    device = next(model.parameters()).device
+    if train_mean is not None:
+        train_mean = train_mean.to(device)
     n_iw = 0 if iw_samples <= 0 or not supports_likelihood(model) else (n if iw_images is None else min(iw_images, n))
     sums: dict[str, float] = {}
     ssim_sum = mse_sum = iw_sum = base_ssim = base_mse = 0.0
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(start + batch_size, n))
-        x = data.batch(idx)
-        y = data.labels[idx] if data.labels is not None else None
+        x = data.batch(idx).to(device)
+        y = data.labels[idx].to(device) if data.labels is not None else None
         terms = model.loss(Batch(x, y), 0)
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(idx)

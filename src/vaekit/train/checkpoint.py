@@ -106,6 +106,9 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
         save_file(_plain_tensors(model.state_dict()), str(tmp / "model.safetensors"), metadata={"format": "vaekit"})
         optim_tensors, optim_meta = optimizer_to_flat(optimizers)
         optim_tensors["rng/torch_cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                optim_tensors[f"rng/torch_cuda_{i}"] = state
         save_file(_plain_tensors(optim_tensors), str(tmp / "trainer.safetensors"), metadata={"format": "vaekit"})
         state = {"format_version": FORMAT_VERSION, "step": step, "optimizers": optim_meta, **(extra or {})}
         with open(tmp / "state.json", "w") as f:
@@ -162,7 +165,8 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
 def load_model_weights(ckpt_dir: str | Path, model: torch.nn.Module) -> None:
     tensors = read_safetensors(Path(ckpt_dir) / "model.safetensors")
     try:
-        model.load_state_dict(tensors, strict=True)
+        device = next(iter(model.state_dict().values())).device
+        model.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise CheckpointError(f"{ckpt_dir}/model.safetensors does not fit this model: "
@@ -187,4 +191,9 @@ def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module,
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{ckpt_dir}/trainer.safetensors: optimiser state does not fit ({e})") from None
     torch.set_rng_state(tensors["rng/torch_cpu"])
+    for key, rng in tensors.items():
+        if key.startswith("rng/torch_cuda_") and torch.cuda.is_available():
+            index = int(key.rsplit("_", 1)[1])
+            if index < torch.cuda.device_count():
+                torch.cuda.set_rng_state(rng, index)
     return state

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..config import TrainConfig
+from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..models.base import Batch, GenerativeModel
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -49,6 +50,11 @@ class EpochSampler:
         return self._perm[k * self.batch_size:(k + 1) * self.batch_size]
 
 
+def _rng_devices(device: torch.device) -> list:
+    """CUDA generators that evaluation must fork so it does not disturb training's random stream."""
+    return [device.index or 0] if device.type == "cuda" else []
+
+
 def _append_jsonl(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -67,6 +73,8 @@ class Trainer:
     def __init__(self, model: GenerativeModel, train_data, config: TrainConfig, run_dir: str | Path | None = None,
                  evaluate: EvalFn | None = None, progress: bool = True):
         self.model, self.data, self.config = model, train_data, config
+        self.device = resolve_device(config.device)
+        model.to(self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -94,8 +102,8 @@ class Trainer:
 
     def batch_at(self, step: int) -> Batch:
         idx = self.sampler.indices(step)
-        y = self.data.labels[idx] if self.data.labels is not None else None
-        return Batch(self.data.batch(idx), y)
+        y = self.data.labels[idx].to(self.device) if self.data.labels is not None else None
+        return Batch(self.data.batch(idx).to(self.device, non_blocking=True), y)
 
     # --- one iteration ---------------------------------------------------------------------
     def train_step(self, batch: Batch) -> dict[str, Tensor]:
@@ -166,7 +174,7 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            with torch.no_grad(), torch.random.fork_rng(devices=_rng_devices(self.device)):
                 torch.manual_seed(self.config.seed + 17)
                 result = self.evaluate_fn(self.model, self.step)
         finally:
