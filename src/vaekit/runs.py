@@ -195,8 +195,7 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
         save_grid(out / "interpolations.png", interpolation_grid(model, x[:pairs], x[pairs:]), nrow=12)
     rows = _read_jsonl(out / "metrics.jsonl")
     eval_rows = _read_jsonl(out / "eval.jsonl")
-    keys = [k for k in ("loss", "recon", "kl", "elbo") if rows and k in rows[-1]]
-    keys += [k for k in (rows[-1] if rows else {}) if k not in keys and k not in ("step", "images_per_s")][:6 - len(keys)]
+    keys = [k for k in (rows[-1] if rows else {}) if k not in ("step", "images_per_s")][:6]  # as the model logs them
     plot_curves(rows, keys, out / "loss_curves.png", title=f"{cfg.model_name} on {cfg.data.name}",
                 eval_rows=eval_rows, eval_keys=[f"test/{k}" for k in keys])
 

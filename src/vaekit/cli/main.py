@@ -84,12 +84,17 @@ def _cmd_evaluate(args) -> int:
     from ..metrics import dataset_mean_image, evaluate_model
     from ..runs import load_run, load_split
 
-    cfg, model, saved = load_run(args.run, args.device)
+    cfg, model, _ = load_run(args.run, args.device)
     test = load_split(cfg, "test")
     train_mean = dataset_mean_image(load_split(cfg, "train"))
+    n_images = _count(args.images, "--images")
+    n_iw = _count(args.iw_images, "--iw-images")
+    shown = len(test) if n_images is None else min(n_images, len(test))
+    iw_note = (f"; IWAE bound with K={args.iw_samples} on {shown if n_iw is None else min(n_iw, shown)} of them"
+               if args.iw_samples > 0 else "")
+    print(f"evaluating {cfg.model_name} on {shown} {cfg.data.name} test images{iw_note} ...", file=sys.stderr)
     result = evaluate_model(model, test, train_mean=train_mean, iw_samples=args.iw_samples,
-                            iw_images=_count(args.iw_images, "--iw-images"),
-                            max_images=_count(args.images, "--images"), batch_size=args.batch_size,
+                            iw_images=n_iw, max_images=n_images, batch_size=args.batch_size,
                             seed=args.seed)
     result = {"run": args.run, "model": cfg.model_name, "data": cfg.data.name, **result}
     print(json.dumps(result) if args.json else _format_metrics(result))
