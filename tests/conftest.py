@@ -36,3 +36,14 @@ def tiny_data() -> ImageDataset:
 @pytest.fixture
 def tiny_test_data() -> ImageDataset:
     return ImageDataset("blobs", "test", blob_images(64, seed=1), torch.arange(64) % 4, ["a", "b", "c", "d"], "memory")
+
+
+def tiny_settings(name: str) -> dict:
+    """Model settings small enough for fast tests, for any registered model."""
+    from vaekit.models import MODELS
+    from vaekit.models.multistage import MultiStageVAE
+
+    if MODELS[name].model_class is MultiStageVAE:
+        stages = [{**{"blocks": 1, "channels": 4}, "loss": s.loss} for s in MODELS[name].preset.stages]
+        return {"base_settings": TINY, "stages": stages}
+    return dict(TINY)

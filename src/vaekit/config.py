@@ -116,6 +116,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is Any:
         return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value) and isinstance(value, tp):
+            return value
+        return from_dict(tp, value, where)
     raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - a programming error
 
 
@@ -138,8 +146,12 @@ def from_dict(cls: type, data: dict, section: str) -> Any:
 def to_dict(obj: Any) -> dict:
     """Dataclass -> plain dict (tuples as lists) for JSON/TOML."""
     def plain(v):
-        if isinstance(v, tuple):
+        if isinstance(v, (tuple, list)):
             return [plain(x) for x in v]
+        if dataclasses.is_dataclass(v):
+            return to_dict(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
         return v
     return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
@@ -200,6 +212,8 @@ def to_toml(tree: dict) -> str:
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(lit(x) for x in v) + "]"
+        if isinstance(v, dict):  # inline table
+            return "{" + ", ".join(f"{k} = {lit(x)}" for k, x in v.items() if x is not None) + "}"
         return repr(v)
     lines = []
     for k, v in tree.items():

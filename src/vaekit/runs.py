@@ -163,12 +163,15 @@ def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
 
 @torch.no_grad()
 def reconstruction_rows(model: GenerativeModel, x: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-    """Inputs, then one row per output stage of the model. -> ((rows * n), C, H, W), row names"""
+    """Inputs, then one row per output stage of the model (coarse, refine1, ... like Cai et al.'s
+    figures 6-7); stages at a lower resolution are enlarged to the input's size for display.
+    -> ((rows * n), C, H, W), row names"""
     model.eval()
     x = x.to(model.device)
     stages = model.decode_stages(model.latent_code(x))
-    names = ["input", *stages]
-    return torch.cat([x, *[s.clamp(0, 1) for s in stages.values()]]), names
+    rows = [s.clamp(0, 1) if s.shape[-2:] == x.shape[-2:] else
+            torch.nn.functional.interpolate(s.clamp(0, 1), size=x.shape[-2:], mode="nearest") for s in stages.values()]
+    return torch.cat([x, *rows]), ["input", *stages]
 
 
 @torch.no_grad()

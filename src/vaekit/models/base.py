@@ -68,8 +68,13 @@ class GenerativeModel(nn.Module):
     def update_phases(self) -> tuple[tuple[str, ...], ...]:
         return (tuple(self.optim_groups()),)
 
-    def loss(self, batch: Batch, step: int = 0) -> dict[str, Tensor]:  # pragma: no cover
-        raise NotImplementedError
+    def loss(self, batch: Batch, step: int = 0) -> dict[str, Tensor]:
+        return self.loss_and_output(batch, step)[0]
+
+    def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
+        """The loss terms and the decoded mean image of the same pass, in [0, 1]: what refine
+        stages build on. Models with a decoder implement this; others override `loss`."""
+        raise NotImplementedError(f"{type(self).__name__} exposes no decoded image for refine stages")
 
     # --- use ------------------------------------------------------------------------------
     def encode(self, x: Tensor):  # pragma: no cover

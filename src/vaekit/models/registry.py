@@ -9,6 +9,7 @@ from typing import Any
 from ..config import from_dict
 from ..errors import ConfigError
 from .base import GenerativeModel
+from .multistage import MultiStageVAE, msvae_preset, residual_vae_preset
 from .vae import AE, VAE, AEConfig, VAEConfig
 
 
@@ -34,6 +35,11 @@ register("ae", AE, AEConfig())
 register("vae", VAE, VAEConfig())
 register("beta_vae", VAE, VAEConfig(beta=4.0), "beta-VAE: a VAE whose KL weight beta is 4 by default",
          "Higgins et al. 2017, beta-VAE: Learning basic visual concepts with a constrained variational framework")
+register("residual_vae", MultiStageVAE, residual_vae_preset(),
+         "Residual-VAE: the decoder followed by residual blocks, one likelihood on the refined output (eq. 2.9)")
+register("msvae", MultiStageVAE, msvae_preset(),
+         "Multi-stage VAE: likelihood on the coarse output, l1 refine loss on the refined one (eq. 2.12); "
+         "any number of stages via model.stages")
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -29,6 +29,7 @@ class VAEConfig:
     base_channels: int = 32  # width of the first conv layer, doubled per halving
     max_channels: int = 256
     norm: str = "batch"  # batch | none
+    downsamples: int = 0  # stride-2 convolutions in the encoder (mirrored in the decoder); 0 = until <= 7 px
 
     def __post_init__(self):
         if self.latent_dim < 1:
@@ -43,6 +44,8 @@ class VAEConfig:
             raise ConfigError("model.base_channels must be >= 1 and <= model.max_channels")
         if self.norm not in ("batch", "none"):
             raise ConfigError(f"model.norm must be 'batch' or 'none', got {self.norm!r}")
+        if self.downsamples < 0:
+            raise ConfigError(f"model.downsamples must be >= 0, got {self.downsamples}")
 
 
 class ConvAutoencoderBase(GenerativeModel):
@@ -54,8 +57,9 @@ class ConvAutoencoderBase(GenerativeModel):
         super().__init__(config, image_shape)
         c = config
         self.encoder = ConvEncoder(image_shape, self.code_width_factor * c.latent_dim, c.base_channels,
-                                   c.max_channels, c.norm)
-        self.decoder = ConvDecoder(c.latent_dim, image_shape, None, c.base_channels, c.max_channels, c.norm)
+                                   c.max_channels, c.norm, downsamples=c.downsamples)
+        self.decoder = ConvDecoder(c.latent_dim, image_shape, None, c.base_channels, c.max_channels, c.norm,
+                                   downsamples=c.downsamples)
         self.likelihood = make_likelihood(c.likelihood, c.scale, c.learn_scale)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -76,17 +80,19 @@ class VAE(ConvAutoencoderBase):
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, D) each
         return DiagonalGaussian(mu, logvar)
 
-    def loss(self, batch: Batch, step: int = 0) -> dict[str, Tensor]:
+    def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         q = self.encode(batch.x)
         z = q.sample()  # (B, D)
-        recon = -self.log_likelihood(batch.x, z)  # (B,)  -log p(x|z)
+        params = self.decoder(z)  # (B, C, H, W) raw likelihood parameters
+        recon = -self.likelihood.log_prob(params, batch.x)  # (B,)  -log p(x|z)
         kl = q.kl()  # (B,)
-        return {
+        terms = {
             "loss": (recon + self.config.beta * kl).mean(),
             "recon": recon.mean(),
             "kl": kl.mean(),
             "elbo": -(recon + kl).mean(),
         }
+        return terms, self.likelihood.mean(params)
 
     def prior_sample(self, n: int) -> Tensor:
         return torch.randn(n, self.config.latent_dim, device=self.device)  # p(z) = N(0, I)
@@ -123,15 +129,16 @@ class AE(ConvAutoencoderBase):
     def latent_code(self, x: Tensor) -> Tensor:
         return self.encoder(x)
 
-    def loss(self, batch: Batch, step: int = 0) -> dict[str, Tensor]:
+    def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         z = self.encoder(batch.x)  # (B, D)
         if self.training:
             with torch.no_grad():
                 m = self.config.code_momentum
                 self.code_mean.lerp_(z.mean(0), m)
                 self.code_var.lerp_(z.var(0, unbiased=False), m)
-        recon = -self.log_likelihood(batch.x, z)
-        return {"loss": recon.mean(), "recon": recon.mean()}
+        params = self.decoder(z)
+        recon = -self.likelihood.log_prob(params, batch.x)
+        return {"loss": recon.mean(), "recon": recon.mean()}, self.likelihood.mean(params)
 
     def prior_sample(self, n: int) -> Tensor:
         return self.code_mean + self.code_var.sqrt() * torch.randn(n, self.config.latent_dim, device=self.device)

@@ -1,5 +1,5 @@
 """Network building blocks shared by every model."""
 
-from .blocks import ConvDecoder, ConvEncoder, ResidualBlock, conv_sizes, n_downsamples
+from .blocks import ConvDecoder, ConvEncoder, Refiner, ResidualBlock, conv_sizes, n_downsamples
 
-__all__ = ["ConvEncoder", "ConvDecoder", "ResidualBlock", "conv_sizes", "n_downsamples"]
+__all__ = ["ConvEncoder", "ConvDecoder", "ResidualBlock", "Refiner", "conv_sizes", "n_downsamples"]

@@ -8,6 +8,7 @@ was odd, so any input size round-trips to itself.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
@@ -61,14 +62,22 @@ class ResidualBlock(nn.Module):
         return self.act(x + self.body(x))
 
 
+def _check_downsamples(h: int, w: int, n: int | None, min_size: int) -> int:
+    if n is None or n == 0:
+        return n_downsamples(h, w, min_size)
+    if conv_sizes(min(h, w), n)[-1] < 1:
+        raise ConfigError(f"{n} stride-2 convolutions are too many for {h}x{w} images")
+    return n
+
+
 class ConvEncoder(nn.Module):
     """(B, C, H, W) -> (B, out_features). Stride-2 convolutions, then one linear layer."""
 
     def __init__(self, image_shape: tuple[int, int, int], out_features: int, base_channels: int = 32,
-                 max_channels: int = 256, norm: str = "batch", min_size: int = 7):
+                 max_channels: int = 256, norm: str = "batch", min_size: int = 7, downsamples: int | None = None):
         super().__init__()
         c, h, w = image_shape
-        n = n_downsamples(h, w, min_size)
+        n = _check_downsamples(h, w, downsamples, min_size)
         hs, ws = conv_sizes(h, n), conv_sizes(w, n)
         widths = _widths(n, base_channels, max_channels)
         layers: list[nn.Module] = []
@@ -84,6 +93,15 @@ class ConvEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x).flatten(1))  # (B, out_features)
 
+    def feature_maps(self, x: Tensor) -> list[Tensor]:
+        """The activation after each stride-2 stage (for feature / learned-similarity losses)."""
+        maps = []
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                maps.append(x)
+        return maps
+
 
 class ConvDecoder(nn.Module):
     """(B, in_features) -> (B, out_channels, H, W): the mirror of ConvEncoder.
@@ -93,10 +111,11 @@ class ConvDecoder(nn.Module):
     """
 
     def __init__(self, in_features: int, image_shape: tuple[int, int, int], out_channels: int | None = None,
-                 base_channels: int = 32, max_channels: int = 256, norm: str = "batch", min_size: int = 7):
+                 base_channels: int = 32, max_channels: int = 256, norm: str = "batch", min_size: int = 7,
+                 downsamples: int | None = None):
         super().__init__()
         c, h, w = image_shape
-        n = n_downsamples(h, w, min_size)
+        n = _check_downsamples(h, w, downsamples, min_size)
         hs, ws = conv_sizes(h, n), conv_sizes(w, n)
         widths = _widths(n, base_channels, max_channels)[::-1]
         self.start_shape = (widths[0], hs[-1], ws[-1])
@@ -118,3 +137,37 @@ class ConvDecoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = self.head(z).view(-1, *self.start_shape)  # (B, C0, h0, w0)
         return self.out(self.features(h))  # (B, C, H, W)
+
+
+class Refiner(nn.Module):
+    """f_theta2 of the multi-stage VAE (Cai et al. 2017, sec. 2.2-2.4): image -> image.
+
+    A 3x3 convolution into `channels` feature maps, `blocks` residual blocks, optional x2
+    upsampling steps (nearest neighbour + 3x3 conv, the super-resolution reading of sec. 2.4), and a
+    3x3 convolution back to the image's channels. Its output is added to the logit of the input
+    (upsampled if needed), SRResNet's global skip, so a fresh refiner starts near the identity.
+    Returns raw parameters: sigmoid gives the image, a likelihood reads them directly.
+    """
+
+    def __init__(self, in_channels: int, channels: int = 64, blocks: int = 5, upsample: int = 1, norm: str = "batch"):
+        super().__init__()
+        if upsample not in (1, 2, 4, 8):
+            raise ConfigError(f"refiner upsample factor must be 1, 2, 4 or 8, got {upsample}")
+        self.upsample = upsample
+        self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.LeakyReLU(0.2))
+        self.body = nn.Sequential(*[ResidualBlock(channels, norm) for _ in range(blocks)])
+        ups: list[nn.Module] = []
+        for _ in range(upsample.bit_length() - 1):
+            ups += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1),
+                    nn.LeakyReLU(0.2)]
+        self.up = nn.Sequential(*ups)
+        self.out = nn.Conv2d(channels, in_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # start as the identity on the skip path
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, image: Tensor) -> Tensor:
+        h = self.up(self.body(self.head(image)))
+        skip = torch.logit(image.clamp(1e-4, 1 - 1e-4))  # (B, C, H, W)
+        if self.upsample > 1:
+            skip = nn.functional.interpolate(skip, scale_factor=self.upsample, mode="nearest")
+        return skip + self.out(h)  # (B, C, H*up, W*up) raw parameters

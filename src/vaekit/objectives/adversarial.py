@@ -1,0 +1,18 @@
+"""The GAN losses (Goodfellow et al. 2014), written once: non-saturating generator loss and the
+discriminator's cross-entropy, on logits, per image (B,)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def generator_loss(fake_logits: Tensor) -> Tensor:
+    """-log D(G(z)): the non-saturating generator loss. (B,)"""
+    return F.softplus(-fake_logits).flatten(1).sum(1)
+
+
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> tuple[Tensor, Tensor]:
+    """(-log D(x), -log(1 - D(G(z)))), each (B,). The caller detaches the fakes: the
+    discriminator's loss must not reach the generator."""
+    return F.softplus(-real_logits).flatten(1).sum(1), F.softplus(fake_logits).flatten(1).sum(1)
