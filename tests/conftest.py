@@ -46,4 +46,6 @@ def tiny_settings(name: str) -> dict:
     if MODELS[name].model_class is MultiStageVAE:
         stages = [{**{"blocks": 1, "channels": 4}, "loss": s.loss} for s in MODELS[name].preset.stages]
         return {"base_settings": TINY, "stages": stages}
+    if getattr(MODELS[name].preset, "prior_term", "kl") == "tc":
+        return {**TINY, "dataset_size": 1000}
     return dict(TINY)

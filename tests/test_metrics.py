@@ -115,3 +115,14 @@ def test_evaluate_reports_baseline_and_counts(tiny_data, tiny_test_data):
     for key in ("test/loss", "test/recon", "test/kl", "test/elbo", "test/ssim", "test/mse", "test/iwae_nll"):
         assert np.isfinite(result[key]), key
     assert result["test/iwae_nll"] <= -result["test/elbo"] + 5.0  # a bound at least as tight, up to noise
+
+
+def test_sharpness_measures_fall_with_blur():
+    from vaekit.metrics.image_quality import gradient_energy, laplacian_variance
+
+    x = blob_images(4, 28).float() / 255
+    x = (x > 0.5).float()  # hard edges
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+    assert (laplacian_variance(blurred) < laplacian_variance(x)).all()
+    assert (gradient_energy(blurred) < gradient_energy(x)).all()
+    assert torch.allclose(laplacian_variance(torch.full((2, 1, 8, 8), 0.3)), torch.zeros(2))

@@ -90,7 +90,8 @@ def test_beta_vae_preset_is_the_vae_with_beta_4():
 
 def test_golden_losses_at_seed_0():
     """Stored numbers so that a silent change of the maths or the architecture shows up."""
-    golden = {"vae": 180.9516, "ae": 181.2201, "beta_vae": 183.4746, "msvae": 247.6933, "residual_vae": 180.9516}
+    golden = {"vae": 180.9516, "ae": 181.2201, "beta_vae": 183.4746, "msvae": 247.6933, "residual_vae": 180.9516,
+              "btcvae": 181.5793}
     for name, value in golden.items():
         model = tiny(name)
         torch.manual_seed(0)
@@ -114,3 +115,20 @@ def test_sample_and_reconstruct_run_in_eval_mode_whatever_the_mode(name):
     assert model.training  # the mode is restored
     for k, v in model.state_dict().items():
         assert torch.equal(v, stats[k]), f"{k} changed by inference"
+
+
+@pytest.mark.parametrize("alpha, beta, gamma", [(1.0, 1.0, 1.0), (1.0, 6.0, 1.0), (0.5, 2.0, 3.0)])
+def test_beta_tcvae_weights_each_term_of_the_decomposition(alpha, beta, gamma):
+    model = tiny("btcvae", alpha=alpha, beta=beta, gamma=gamma)
+    t = model.loss(batch(n=8))
+    prior = t["loss"] - t["recon"]
+    torch.testing.assert_close(prior, alpha * t["tc/mi"] + beta * t["tc/tc"] + gamma * t["tc/dwkl"])
+    assert {"tc/mi", "tc/tc", "tc/dwkl", "kl", "elbo"} <= set(t)
+
+
+def test_beta_tcvae_needs_the_dataset_size():
+    from vaekit.errors import ConfigError
+
+    model = tiny("btcvae", dataset_size=0)
+    with pytest.raises(ConfigError, match="dataset_size"):
+        model.loss(batch())

@@ -111,6 +111,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     resolve_device(cfg.train.device)  # refused here, before the run folder exists
     if cfg.train.batch_size > len(train_data):
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_data)} training images")
+    if getattr(cfg.model, "dataset_size", None) == 0 and getattr(cfg.model, "prior_term", "kl") == "tc":
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dataset_size=len(train_data)))
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
 

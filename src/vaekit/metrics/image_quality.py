@@ -41,3 +41,22 @@ def dataset_mean_image(data, batch_size: int = 4096) -> Tensor:
         idx = torch.arange(start, min(start + batch_size, len(data)))
         total += data.batch(idx).double().sum(0)
     return (total / len(data)).float().unsqueeze(0)  # (1, C, H, W)
+
+
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def laplacian_variance(x: Tensor) -> Tensor:
+    """Variance of the 3x3 Laplacian over each image's interior: a blur measure (Pech-Pacheco et
+    al. 2000); blurrier images score lower. Averaged over channels. (B,)"""
+    b, c, h, w = x.shape
+    kernel = _LAPLACIAN.to(x).view(1, 1, 3, 3)
+    lap = torch.nn.functional.conv2d(x.float().reshape(b * c, 1, h, w), kernel)  # valid: no border effects
+    return lap.reshape(b, c, -1).var(-1, unbiased=False).mean(1)
+
+
+def gradient_energy(x: Tensor) -> Tensor:
+    """Mean squared finite-difference gradient per pixel (Tenengrad-like sharpness). (B,)"""
+    dx = x[..., :, 1:] - x[..., :, :-1]
+    dy = x[..., 1:, :] - x[..., :-1, :]
+    return dx.pow(2).flatten(1).mean(1) + dy.pow(2).flatten(1).mean(1)

@@ -35,6 +35,9 @@ register("ae", AE, AEConfig())
 register("vae", VAE, VAEConfig())
 register("beta_vae", VAE, VAEConfig(beta=4.0), "beta-VAE: a VAE whose KL weight beta is 4 by default",
          "Higgins et al. 2017, beta-VAE: Learning basic visual concepts with a constrained variational framework")
+register("btcvae", VAE, VAEConfig(prior_term="tc", beta=6.0),
+         "beta-TCVAE: the KL split into MI, total correlation and dimension-wise KL, weighted alpha, beta, gamma",
+         "Chen et al. 2018, Isolating Sources of Disentanglement in Variational Autoencoders")
 register("residual_vae", MultiStageVAE, residual_vae_preset(),
          "Residual-VAE: the decoder followed by residual blocks, one likelihood on the refined output (eq. 2.9)")
 register("msvae", MultiStageVAE, msvae_preset(),

@@ -1,7 +1,11 @@
-"""VAE (Kingma & Welling 2014) and beta-VAE (Higgins et al. 2017), with a plain autoencoder beside.
+"""VAE (Kingma & Welling 2014), beta-VAE (Higgins et al. 2017) and beta-TCVAE (Chen et al. 2018),
+with a plain autoencoder beside. The three VAEs differ only in the prior term, so they are one class.
 
 ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || N(0, I))    (Kingma & Welling 2014, eq. 3 / 10)
 beta-VAE optimises E_q[log p(x|z)] - beta * KL         (Higgins et al. 2017, eq. 4)
+beta-TCVAE: E_q[log p(x|z)] - alpha*MI - beta*TC - gamma*DWKL, the KL split into index-code mutual
+information, total correlation and dimension-wise KL, estimated on the minibatch (Chen et al. 2018,
+eq. 2 and 4; the overview paper's section V).
 Reconstruction and KL are summed over pixels and latent dimensions and averaged over the batch.
 """
 
@@ -16,6 +20,7 @@ from ..distributions import DiagonalGaussian
 from ..errors import ConfigError
 from ..likelihoods import LIKELIHOODS, make_likelihood
 from ..nn import ConvDecoder, ConvEncoder
+from ..objectives.total_correlation import ESTIMATORS, beta_tc_penalty
 from .base import Batch, GenerativeModel
 
 
@@ -30,6 +35,12 @@ class VAEConfig:
     max_channels: int = 256
     norm: str = "batch"  # batch | none
     downsamples: int = 0  # stride-2 convolutions in the encoder (mirrored in the decoder); 0 = until <= 7 px
+    prior_term: str = "kl"  # kl: beta * KL | tc: alpha*MI + beta*TC + gamma*DWKL (beta-TCVAE)
+    alpha: float = 1.0  # tc only: weight of the index-code mutual information
+    gamma: float = 1.0  # tc only: weight of the dimension-wise KL
+    tc_estimator: str = "mss"  # tc only: mss (minibatch-stratified) or mws (minibatch-weighted; its logged
+    #                            terms are offset by constants of log N, its gradients are the same)
+    dataset_size: int = 0  # tc only: N of the estimators; 0 = the training set's size, set by the run
 
     def __post_init__(self):
         if self.latent_dim < 1:
@@ -46,6 +57,12 @@ class VAEConfig:
             raise ConfigError(f"model.norm must be 'batch' or 'none', got {self.norm!r}")
         if self.downsamples < 0:
             raise ConfigError(f"model.downsamples must be >= 0, got {self.downsamples}")
+        if self.prior_term not in ("kl", "tc"):
+            raise ConfigError(f"model.prior_term must be 'kl' or 'tc', got {self.prior_term!r}")
+        if self.tc_estimator not in ESTIMATORS:
+            raise ConfigError(f"model.tc_estimator must be one of {', '.join(ESTIMATORS)}, got {self.tc_estimator!r}")
+        if self.dataset_size < 0 or self.alpha < 0 or self.gamma < 0:
+            raise ConfigError("model.dataset_size, model.alpha and model.gamma must be >= 0")
 
 
 class ConvAutoencoderBase(GenerativeModel):
@@ -85,13 +102,17 @@ class VAE(ConvAutoencoderBase):
         z = q.sample()  # (B, D)
         params = self.decoder(z)  # (B, C, H, W) raw likelihood parameters
         recon = -self.likelihood.log_prob(params, batch.x)  # (B,)  -log p(x|z)
-        kl = q.kl()  # (B,)
-        terms = {
-            "loss": (recon + self.config.beta * kl).mean(),
-            "recon": recon.mean(),
-            "kl": kl.mean(),
-            "elbo": -(recon + kl).mean(),
-        }
+        kl = q.kl()  # (B,) analytic
+        terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
+        if self.config.prior_term == "kl":
+            terms["loss"] = (recon + self.config.beta * kl).mean()
+        else:
+            c = self.config
+            if c.dataset_size < 1:
+                raise ConfigError("model.dataset_size must be set for prior_term='tc' (the run sets it from the data)")
+            parts = beta_tc_penalty(q, z, c.dataset_size, c.alpha, c.beta, c.gamma, c.tc_estimator)
+            terms["loss"] = (recon + parts["penalty"]).mean()
+            terms.update({f"tc/{k}": parts[k].mean() for k in ("mi", "tc", "dwkl")})
         return terms, self.likelihood.mean(params)
 
     def prior_sample(self, n: int) -> Tensor:
