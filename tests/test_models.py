@@ -122,7 +122,8 @@ def test_beta_tcvae_weights_each_term_of_the_decomposition(alpha, beta, gamma):
     model = tiny("btcvae", alpha=alpha, beta=beta, gamma=gamma)
     t = model.loss(batch(n=8))
     prior = t["loss"] - t["recon"]
-    torch.testing.assert_close(prior, alpha * t["tc/mi"] + beta * t["tc/tc"] + gamma * t["tc/dwkl"])
+    expected = alpha * t["tc/mi"] + beta * t["tc/tc"] + gamma * t["tc/dwkl"]
+    torch.testing.assert_close(prior, expected, atol=1e-3, rtol=1e-4)  # loss - recon cancels ~180 in float32
     assert {"tc/mi", "tc/tc", "tc/dwkl", "kl", "elbo"} <= set(t)
 
 
