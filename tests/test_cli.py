@@ -216,3 +216,12 @@ def test_fashion_mnist_short_run_learns(tmp_path, capsys):
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["images"] == 10000
     assert ev["test/ssim"] > ev["baseline/mean_image/ssim"] + 0.2
+
+
+def test_traverse_orders_rows_by_kl(digits_run, capsys, tmp_path):
+    code, out, err = run(capsys, "traverse", str(digits_run), "-o", str(tmp_path / "t.png"), "--steps", "5")
+    assert code == 0, err
+    kls = [float(part.split("(")[1].rstrip(")")) for part in out.strip().split(": ", 2)[2].split(", ")]
+    assert len(kls) == 4 and kls == sorted(kls, reverse=True)
+    scale = 64 // 8
+    assert Image.open(tmp_path / "t.png").size == ((5 * 10 + 2) * scale, (4 * 10 + 2) * scale)

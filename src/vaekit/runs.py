@@ -188,6 +188,24 @@ def interpolation_grid(model: GenerativeModel, x_a: torch.Tensor, x_b: torch.Ten
     return torch.cat([x_a.unsqueeze(1), decoded, x_b.unsqueeze(1)], 1).flatten(0, 1)
 
 
+@torch.no_grad()
+def traversal_grid(model: GenerativeModel, x_ref: torch.Tensor, x_kl: torch.Tensor, steps: int = 9,
+                   span: float = 3.0, dims: int | None = None) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+    """Latent traversals: one row per latent dimension, ordered by its mean KL on `x_kl` (most used
+    first), each sweeping that dimension over [-span, span] (prior standard deviations) with the
+    others fixed at the code of `x_ref` (1 image). -> (rows * steps, C, H, W), dims, KL per dim"""
+    model.eval()
+    q = model.encode(x_kl.to(model.device))
+    kl = q.kl_per_dim().mean(0).flatten()  # (D,)
+    order = torch.argsort(kl, descending=True)[: dims or kl.numel()]
+    base = model.latent_code(x_ref[:1].to(model.device)).flatten(1)  # (1, D)
+    values = torch.linspace(-span, span, steps, device=base.device)
+    z = base.repeat(len(order) * steps, 1)
+    for row, d in enumerate(order.tolist()):
+        z[row * steps:(row + 1) * steps, d] = values
+    return model.decode(z), order.tolist(), kl
+
+
 def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConfig) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)

@@ -176,6 +176,30 @@ def _cmd_interpolate(args) -> int:
     return 0
 
 
+def _cmd_traverse(args) -> int:
+    import torch
+
+    from ..runs import load_run, load_split, traversal_grid
+    from ..viz import save_grid
+
+    cfg, model, _ = load_run(args.run, args.device)
+    _positive(args.steps, "--steps")
+    if not getattr(model, "has_posterior", True):
+        from ..errors import ConfigError
+        raise ConfigError(f"{cfg.model_name} has no posterior q(z|x): latent KLs, and so traversals by KL, need one")
+    data = load_split(cfg, "test")
+    x = data.batch(torch.arange(min(len(data), 1000)))
+    if not 0 <= args.image < len(x):
+        from ..errors import ConfigError
+        raise ConfigError(f"--image must lie in [0, {len(x) - 1}], got {args.image}")
+    grid, dims, kl = traversal_grid(model, x[args.image:args.image + 1], x, steps=args.steps, span=args.span,
+                                    dims=args.dims)
+    save_grid(args.output, grid, nrow=args.steps)
+    shown = ", ".join(f"z{d} ({kl[d]:.2f})" for d in dims)
+    print(f"wrote traversals to {args.output}: rows = latent dimensions by KL in nats: {shown}")
+    return 0
+
+
 def _positive(n: int, name: str) -> None:
     if n < 1:
         from ..errors import ConfigError
@@ -218,13 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_picture(sub, "interpolate", "decode straight lines in latent space between test images", None)
     p.add_argument("--pairs", type=int, default=6)
     p.add_argument("--steps", type=int, default=10, help="decoded points per line, ends included")
+    p = _add_picture(sub, "traverse", "sweep each latent dimension (rows, ordered by KL) across the prior", None)
+    p.add_argument("--steps", type=int, default=9, help="values per row")
+    p.add_argument("--span", type=float, default=3.0, help="sweep from -span to +span prior standard deviations")
+    p.add_argument("--dims", type=int, help="show only the most used dimensions")
+    p.add_argument("--image", type=int, default=0, help="test image whose code the other dimensions keep")
     sub.add_parser("models", help="list every model with a one-line description and its paper")
     sub.add_parser("datasets", help="list datasets and whether their files are here")
     return parser
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
-            "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "models": _cmd_models,
+            "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "traverse": _cmd_traverse, "models": _cmd_models,
             "datasets": _cmd_datasets}
 
 
