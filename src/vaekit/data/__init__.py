@@ -4,8 +4,9 @@
     x = ds.batch(torch.arange(64))        # float32 in [0, 1]
 
 Datasets are entries in a registry; importing the modules below registers
-fashion-mnist, mnist and idx (idx.py), digits (digits.py) and image-folder
-(image_folder.py). A new dataset is one more module that calls `register`.
+fashion-mnist, mnist and idx (idx.py), digits (digits.py), image-folder
+(image_folder.py) and dsprites (dsprites.py, generated, rendered per batch).
+A new dataset is one more module that calls `register`.
 """
 
 from vaekit.data.dataset import (
@@ -17,9 +18,11 @@ from vaekit.data.dataset import (
     load_dataset,
     register,
 )
-from vaekit.data import digits, idx, image_folder  # noqa: F401  (registers the datasets)
+from vaekit.data import digits, dsprites, idx, image_folder  # noqa: F401  (registers the datasets)
+from vaekit.data.dsprites import DSpritesDataset
 
 __all__ = [
+    "DSpritesDataset",
     "DatasetSpec",
     "ImageDataset",
     "clear_cache",

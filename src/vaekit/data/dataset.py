@@ -4,6 +4,10 @@ Every dataset is one `DatasetSpec` registered by name; its loader returns the
 split as uint8 (N, C, H, W). `load_dataset` checks the arguments, calls the
 loader, then brings the images to the requested `size`/`channels` if the
 loader did not already, and keeps a few recent results in memory.
+
+A generated dataset (dsprites) is a subclass that holds no image tensor
+(`images` is None): it overrides `__len__`, `image_shape`, `batch`, `subset`
+and `conformed`, and renders its images in `batch`.
 """
 
 from __future__ import annotations
@@ -26,16 +30,21 @@ MIN_SIZE = 8
 
 @dataclass(repr=False)
 class ImageDataset:
-    """One split of an image dataset, held in memory as uint8 (N, C, H, W)."""
+    """One split of an image dataset, held in memory as uint8 (N, C, H, W).
+
+    Read images through `batch`: only it works for every dataset, generated ones included.
+    """
 
     name: str
     split: str
-    images: torch.Tensor
+    images: torch.Tensor | None  # None only in subclasses that render in `batch` (dsprites)
     labels: torch.Tensor | None
     classes: list[str] | None
     source: str
 
     def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor):
+            raise ValueError(f"ImageDataset.images must be a uint8 tensor (N, C, H, W), got {type(self.images).__name__}")
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(
                 f"ImageDataset.images must be uint8 (N, C, H, W), got {self.images.dtype} "
@@ -58,7 +67,7 @@ class ImageDataset:
         c, h, w = self.image_shape
         n_classes = len(self.classes) if self.classes is not None else None
         return (
-            f"ImageDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
+            f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, "
             f"shape=({c}, {h}, {w}), labels={self.labels is not None}, "
             f"classes={n_classes}, source={self.source!r})"
         )
@@ -81,6 +90,10 @@ class ImageDataset:
             images=self.images[:n],
             labels=None if self.labels is None else self.labels[:n],
         )
+
+    def conformed(self, size: int | None, channels: int | None) -> ImageDataset:
+        """This split with its images brought to `size`/`channels` (see `conform`)."""
+        return dataclasses.replace(self, images=conform(self.images, size, channels))
 
 
 # A loader gets (split, root, size, channels) and returns the split. It may
@@ -174,7 +187,7 @@ def load_dataset(
         return dataclasses.replace(cached)  # a fresh object sharing the tensors
 
     dataset = spec.load(split, root_path, size, channels)
-    dataset = dataclasses.replace(dataset, images=conform(dataset.images, size, channels))
+    dataset = dataset.conformed(size, channels)
     _CACHE[key] = dataset
     while len(_CACHE) > _CACHE_ENTRIES:
         _CACHE.popitem(last=False)
