@@ -225,3 +225,22 @@ def test_traverse_orders_rows_by_kl(digits_run, capsys, tmp_path):
     assert len(kls) == 4 and kls == sorted(kls, reverse=True)
     scale = 64 // 8
     assert Image.open(tmp_path / "t.png").size == ((5 * 10 + 2) * scale, (4 * 10 + 2) * scale)
+
+
+def test_btcvae_on_dsprites_reports_disentanglement(capsys, tmp_path):
+    out = tmp_path / "tc"
+    code, _, err = run(capsys, "train", "btcvae", "--data", "dsprites", "--steps", "4", "--out", str(out),
+                       "--set", "model.latent_dim=4", "--set", "model.base_channels=4", "--set", "model.max_channels=8",
+                       "--set", "train.batch_size=64", "--set", "train.log_every=2", "--set", "train.eval_every=0",
+                       "--iw-samples", "0", "--quiet")
+    assert code == 0, err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"]["dataset_size"] == 737_280  # the estimators' N, filled in from the data
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"tc/mi", "tc/tc", "tc/dwkl"} <= set(rows[-1])
+    ev = json.loads((out / "evaluation.json").read_text())
+    for key in ("disentanglement/mig", "disentanglement/beta_vae/eval_accuracy", "disentanglement/factor_vae/eval_accuracy",
+                "disentanglement/dci/disentanglement", "disentanglement/sap"):
+        assert 0 <= ev[key] <= 1, key
+    code, _, err = run(capsys, "traverse", str(out), "-o", str(tmp_path / "t.png"))
+    assert code == 0, err

@@ -30,7 +30,7 @@ from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_di
 from .data import load_dataset
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError
-from .metrics import dataset_mean_image, evaluate_model
+from .metrics import dataset_mean_image, evaluate_disentanglement, evaluate_model
 from .models import GenerativeModel, build_model, get_entry, model_config
 from .train import Trainer, latest_checkpoint
 from .train.checkpoint import load_model_weights, write_json_atomic
@@ -140,6 +140,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
 
     result = evaluate_model(model, test_data, train_mean=train_mean, iw_samples=final_iw_samples,
                             iw_images=final_iw_images, seed=cfg.train.seed)
+    result.update(evaluate_disentanglement(model, train_data, "fast", seed=cfg.train.seed))
     result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     write_json_atomic(out / "evaluation.json", result)

@@ -35,12 +35,16 @@ def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def dataset_mean_image(data, batch_size: int = 4096) -> Tensor:
+def dataset_mean_image(data, batch_size: int = 4096, max_images: int = 65_536) -> Tensor:
+    """The mean image of `data` (all of it, or a fixed random subset of `max_images` when larger,
+    e.g. dSprites' 737,280). -> (1, C, H, W)"""
+    n = len(data)
+    order = torch.arange(n) if n <= max_images else \
+        torch.randperm(n, generator=torch.Generator().manual_seed(0))[:max_images].sort().values
     total = torch.zeros(data.image_shape, dtype=torch.float64)
-    for start in range(0, len(data), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(data)))
-        total += data.batch(idx).double().sum(0)
-    return (total / len(data)).float().unsqueeze(0)  # (1, C, H, W)
+    for start in range(0, len(order), batch_size):
+        total += data.batch(order[start:start + batch_size]).double().sum(0)
+    return (total / len(order)).float().unsqueeze(0)
 
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
