@@ -232,6 +232,7 @@ def test_btcvae_on_dsprites_reports_disentanglement(capsys, tmp_path):
     code, _, err = run(capsys, "train", "btcvae", "--data", "dsprites", "--steps", "4", "--out", str(out),
                        "--set", "model.latent_dim=4", "--set", "model.base_channels=4", "--set", "model.max_channels=8",
                        "--set", "train.batch_size=64", "--set", "train.log_every=2", "--set", "train.eval_every=0",
+                       "--set", "train.final_eval_images=500",
                        "--iw-samples", "0", "--quiet")
     assert code == 0, err
     saved = json.loads((out / "config.json").read_text())

@@ -47,6 +47,7 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 500  # quick test-set evaluation during training (0 = only at the end)
     eval_images: int = 2000  # test images used by that quick evaluation
+    final_eval_images: int = 0  # test images of the final evaluation; 0 = the whole test split
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
@@ -55,6 +56,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "eval_images"):
             _fail_unless(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
         _fail_unless(self.eval_every >= 0, f"train.eval_every must be >= 0, got {self.eval_every}")
+        _fail_unless(self.final_eval_images >= 0, f"train.final_eval_images must be >= 0, got {self.final_eval_images}")
         _fail_unless(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _fail_unless(self.epochs is None or self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
         _fail_unless(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be > 0, got {self.grad_clip}")

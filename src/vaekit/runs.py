@@ -139,7 +139,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     seconds = time.perf_counter() - t0
 
     result = evaluate_model(model, test_data, train_mean=train_mean, iw_samples=final_iw_samples,
-                            iw_images=final_iw_images, seed=cfg.train.seed)
+                            iw_images=final_iw_images, max_images=cfg.train.final_eval_images or None,
+                            seed=cfg.train.seed)
     result.update(evaluate_disentanglement(model, train_data, "fast", seed=cfg.train.seed))
     result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
