@@ -146,6 +146,8 @@ def test_cli_trains_msvae_and_shows_every_stage(tmp_path, capsys):
     capsys.readouterr()
     assert main(["reconstruct", str(out), "-n", "4", "-o", str(tmp_path / "r.png")]) == 0
     assert "rows: input, coarse, refine1, refine2" in capsys.readouterr().out
+    assert main(["sample", str(out), "-n", "5", "--stages", "-o", str(tmp_path / "s.png")]) == 0
+    assert "rows: coarse, refine1, refine2" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--json", "--iw-samples", "2", "--iw-images", "5"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert "test/stage2/refine" in result and 0 < result["test/ssim"] <= 1

@@ -172,10 +172,16 @@ def reconstruction_rows(model: GenerativeModel, x: torch.Tensor) -> tuple[torch.
     -> ((rows * n), C, H, W), row names"""
     model.eval()
     x = x.to(model.device)
-    stages = model.decode_stages(model.latent_code(x))
-    rows = [s.clamp(0, 1) if s.shape[-2:] == x.shape[-2:] else
-            torch.nn.functional.interpolate(s.clamp(0, 1), size=x.shape[-2:], mode="nearest") for s in stages.values()]
-    return torch.cat([x, *rows]), ["input", *stages]
+    grid, names = stage_rows(model.decode_stages(model.latent_code(x)), size=x.shape[-2:])
+    return torch.cat([x, grid]), ["input", *names]
+
+
+def stage_rows(stages: dict[str, torch.Tensor], size=None) -> tuple[torch.Tensor, list[str]]:
+    """Every stage's images one row after another, enlarged to `size` (default: the largest stage)."""
+    size = tuple(size) if size is not None else max((s.shape[-2:] for s in stages.values()), key=lambda hw: hw[0] * hw[1])
+    rows = [s.clamp(0, 1) if tuple(s.shape[-2:]) == tuple(size) else
+            torch.nn.functional.interpolate(s.clamp(0, 1), size=size, mode="nearest") for s in stages.values()]
+    return torch.cat(rows), list(stages)
 
 
 @torch.no_grad()

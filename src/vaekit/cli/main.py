@@ -129,9 +129,17 @@ def _cmd_sample(args) -> int:
     from ..runs import load_run
     from ..viz import save_grid
 
+    from ..runs import stage_rows
+
     _, model, _ = load_run(args.run, args.device)
     _positive(args.n, "-n")
     torch.manual_seed(args.seed)
+    if args.stages:  # one row per output stage of the same latent codes (coarse, refine1, ...)
+        with torch.no_grad():
+            grid, names = stage_rows(model.decode_stages(model.prior_sample(args.n)))
+        save_grid(args.output, grid, nrow=args.n)
+        print(f"wrote {args.n} samples to {args.output} (rows: {', '.join(names)})")
+        return 0
     x = model.sample(args.n)
     nrow = args.nrow or max(1, int(math.ceil(math.sqrt(args.n))))
     save_grid(args.output, x, nrow=nrow)
@@ -240,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     p = _add_picture(sub, "sample", "draw samples from the prior into a PNG grid", 64)
     p.add_argument("--nrow", type=int, help="images per row (default: square)")
+    p.add_argument("--stages", action="store_true", help="one row per output stage (multi-stage models)")
     p = _add_picture(sub, "reconstruct", "test images and their reconstructions, one row per output stage", 16)
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--random", action="store_true", help="random images instead of the first n")
