@@ -92,7 +92,6 @@ def main() -> None:
     if os.environ.get("VAEKIT_DATA") and (Path(os.environ["VAEKIT_DATA"]) / "mnist").is_dir():
         datasets.append("mnist")
     results: dict = {}
-    started = time.time()
     for data in datasets:
         for model in ("vae", "residual_vae", "msvae"):
             run_dir = runs / f"{data}-{model}-s{args.seed}-{args.steps}"
@@ -114,7 +113,8 @@ def main() -> None:
              f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads",
              f"- budget: {args.steps} steps per model at batch 256 (the paper: 100,000 steps on MNIST), "
-             f"seed {args.seed}; wall time {time.time() - started:.0f} s for the runs made by this invocation",
+             f"seed {args.seed}; each model's training wall time is in the table (a 2-core machine shared with "
+             "other work, so times are indicative)",
              f"- settings (paper, sec. 3.1): 3 stride-2 convolutions, latent 128, 3 transposed convolutions, "
              f"5 residual blocks of width {args.refine_channels} (the paper does not give the width; 16 keeps "
              f"the budget), l1 refine loss, Adam lr 1e-3; the l2 loss is a Gaussian likelihood with sigma "
