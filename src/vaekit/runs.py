@@ -33,7 +33,7 @@ from .errors import CheckpointError, ConfigError
 from .metrics import dataset_mean_image, evaluate_disentanglement, evaluate_model
 from .models import GenerativeModel, build_model, get_entry, model_config
 from .train import Trainer, latest_checkpoint
-from .train.checkpoint import load_model_weights, write_json_atomic
+from .train.checkpoint import load_model_weights, write_json_atomic, write_text_atomic
 from .viz import plot_curves, save_grid
 
 
@@ -116,24 +116,22 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
 
-    out.mkdir(parents=True, exist_ok=True)
-    saved = {**run_config_to_dict(cfg), "image_shape": list(train_data.image_shape),
-             "data_source": train_data.source, "train_images": len(train_data), "test_images": len(test_data),
-             "vaekit_version": __version__, "torch_version": torch.__version__}
-    write_json_atomic(out / "config.json", saved)
-    (out / "config.toml").write_text(to_toml(run_config_to_dict(cfg)))
-
     train_mean = dataset_mean_image(train_data)
     quick = min(cfg.train.eval_images, len(test_data))
 
     def quick_eval(m, step):
         return evaluate_model(m, test_data, max_images=quick, seed=cfg.train.seed)
 
-    trainer = Trainer(model, train_data, cfg.train, out, evaluate=quick_eval, progress=progress)
+    trainer = Trainer(model, train_data, cfg.train, out, evaluate=quick_eval, progress=progress)  # creates `out`
     if resume:
         start = trainer.resume()
         if start >= trainer.total_steps:
             raise ConfigError(f"{out} is already at step {start}; ask for more with --steps N (N > {start})")
+    saved = {**run_config_to_dict(cfg), "image_shape": list(train_data.image_shape),
+             "data_source": train_data.source, "train_images": len(train_data), "test_images": len(test_data),
+             "vaekit_version": __version__, "torch_version": torch.__version__}
+    write_json_atomic(out / "config.json", saved)
+    write_text_atomic(out / "config.toml", to_toml(run_config_to_dict(cfg)))
     t0 = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - t0
@@ -252,4 +250,4 @@ def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict) -> None:
               "Test reconstructions (top row: inputs):", "", "![reconstructions](reconstructions.png)", "",
               "Samples from the prior:", "", "![samples](samples.png)", "",
               "Interpolations between test images (ends: the inputs):", "", "![interpolations](interpolations.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text_atomic(out / "report.md", "\n".join(lines))
