@@ -37,7 +37,7 @@ class RefineStageConfig:
     loss: str = "l1"  # l1 | l2 | likelihood (the base's p(x|.)) | feature | adversarial
     weight: float = 1.0  # weight of this stage's loss in the total
     blocks: int = 5  # residual blocks (two 3x3 convolutions with batch norm and a skip, each)
-    channels: int = 64
+    channels: int = 32  # width of the residual blocks (SRResNet uses 64; 32 keeps CPU training practical)
     upsample: int = 1  # 1, 2, 4 or 8: the stage's output is this many times larger than its input
     pixel_weight: float = 0.0  # adds pixel_weight * l1 to this stage (anchors feature/adversarial losses)
     norm: str = "batch"
