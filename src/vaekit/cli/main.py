@@ -11,7 +11,7 @@ import json
 import math
 import sys
 
-from ..errors import VaekitError
+from ..errors import ConfigError, VaekitError
 
 
 def _add_train(sub) -> None:
@@ -78,7 +78,6 @@ def _count(text: str, name: str) -> int | None:
     except ValueError:
         n = 0
     if n < 1:
-        from ..errors import ConfigError
         raise ConfigError(f"{name} must be a positive integer or 'all', got {text!r}")
     return n
 
@@ -179,7 +178,6 @@ def _cmd_interpolate(args) -> int:
     g = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(data), generator=g)[: 2 * args.pairs]
     if len(idx) < 2 * args.pairs:
-        from ..errors import ConfigError
         raise ConfigError(f"--pairs {args.pairs} needs {2 * args.pairs} test images; the test split has {len(data)}")
     x = data.batch(idx)
     grid = interpolation_grid(model, x[: args.pairs], x[args.pairs:], steps=args.steps)
@@ -197,12 +195,10 @@ def _cmd_traverse(args) -> int:
     cfg, model, _ = load_run(args.run, args.device)
     _positive(args.steps, "--steps")
     if not getattr(model, "has_posterior", True):
-        from ..errors import ConfigError
         raise ConfigError(f"{cfg.model_name} has no posterior q(z|x): latent KLs, and so traversals by KL, need one")
     data = load_split(cfg, "test")
     x = data.batch(torch.arange(min(len(data), 1000)))
     if not 0 <= args.image < len(x):
-        from ..errors import ConfigError
         raise ConfigError(f"--image must lie in [0, {len(x) - 1}], got {args.image}")
     grid, dims, kl = traversal_grid(model, x[args.image:args.image + 1], x, steps=args.steps, span=args.span,
                                     dims=args.dims)
@@ -214,7 +210,6 @@ def _cmd_traverse(args) -> int:
 
 def _positive(n: int, name: str) -> None:
     if n < 1:
-        from ..errors import ConfigError
         raise ConfigError(f"{name} must be >= 1, got {n}")
 
 
