@@ -49,7 +49,6 @@ def test_iwae_with_one_sample_is_the_elbo_in_expectation():
     torch.manual_seed(0)
     with torch.no_grad():
         k1 = torch.stack([iwae_bound(log_importance_weights(model, x, 1)) for _ in range(3000)]).mean(0)
-        elbo = torch.stack([model.loss(Batch(x[i:i + 1]))["elbo"] for i in range(3) for _ in range(1)])
         # The ELBO with the analytic KL and a Monte-Carlo reconstruction term, averaged over draws:
         elbo = torch.stack([torch.stack([model.loss(Batch(x[i:i + 1]))["elbo"] for _ in range(3000)]).mean()
                             for i in range(3)])

@@ -11,7 +11,7 @@ from torch import nn
 from conftest import TINY
 from vaekit.config import TrainConfig
 from vaekit.errors import CheckpointError, TrainingDiverged
-from vaekit.models import Batch, GenerativeModel, build_model, model_config
+from vaekit.models import GenerativeModel, build_model, model_config
 from vaekit.train import Trainer, latest_checkpoint
 from vaekit.train import checkpoint as ckpt_mod
 from vaekit.train.checkpoint import load_model_weights
