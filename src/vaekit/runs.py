@@ -32,6 +32,7 @@ from .device import resolve_device
 from .errors import CheckpointError, ConfigError
 from .metrics import dataset_mean_image, evaluate_disentanglement, evaluate_model
 from .models import GenerativeModel, build_model, get_entry, model_config
+from .models.base import inference
 from .train import Trainer, latest_checkpoint
 from .train.checkpoint import load_model_weights, write_json_atomic, write_text_atomic
 from .viz import plot_curves, save_grid
@@ -163,12 +164,11 @@ def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
 
 # --- pictures and report -------------------------------------------------------------------
 
-@torch.no_grad()
+@inference  # eval mode, no gradients, the model's mode restored after
 def reconstruction_rows(model: GenerativeModel, x: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
     """Inputs, then one row per output stage of the model (coarse, refine1, ... like Cai et al.'s
     figures 6-7); stages at a lower resolution are enlarged to the input's size for display.
     -> ((rows * n), C, H, W), row names"""
-    model.eval()
     x = x.to(model.device)
     grid, names = stage_rows(model.decode_stages(model.latent_code(x)), size=x.shape[-2:])
     return torch.cat([x, grid]), ["input", *names]
@@ -182,10 +182,9 @@ def stage_rows(stages: dict[str, torch.Tensor], size=None) -> tuple[torch.Tensor
     return torch.cat(rows), list(stages)
 
 
-@torch.no_grad()
+@inference  # eval mode, no gradients, the model's mode restored after
 def interpolation_grid(model: GenerativeModel, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
     """Each row: input a, decodes of (1-t) z_a + t z_b for t in [0, 1], input b."""
-    model.eval()
     x_a, x_b = x_a.to(model.device), x_b.to(model.device)
     z_a, z_b = model.latent_code(x_a), model.latent_code(x_b)  # (P, D)
     t = torch.linspace(0, 1, steps, device=model.device).view(1, steps, *([1] * (z_a.dim() - 1)))
@@ -194,13 +193,12 @@ def interpolation_grid(model: GenerativeModel, x_a: torch.Tensor, x_b: torch.Ten
     return torch.cat([x_a.unsqueeze(1), decoded, x_b.unsqueeze(1)], 1).flatten(0, 1)
 
 
-@torch.no_grad()
+@inference  # eval mode, no gradients, the model's mode restored after
 def traversal_grid(model: GenerativeModel, x_ref: torch.Tensor, x_kl: torch.Tensor, steps: int = 9,
                    span: float = 3.0, dims: int | None = None) -> tuple[torch.Tensor, list[int], torch.Tensor]:
     """Latent traversals: one row per latent dimension, ordered by its mean KL on `x_kl` (most used
     first), each sweeping that dimension over [-span, span] (prior standard deviations) with the
     others fixed at the code of `x_ref` (1 image). -> (rows * steps, C, H, W), dims, KL per dim"""
-    model.eval()
     q = model.encode(x_kl.to(model.device))
     kl = q.kl_per_dim().mean(0).flatten()  # (D,)
     order = torch.argsort(kl, descending=True)[: dims or kl.numel()]

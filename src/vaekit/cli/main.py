@@ -194,7 +194,7 @@ def _cmd_traverse(args) -> int:
 
     cfg, model, _ = load_run(args.run, args.device)
     _positive(args.steps, "--steps")
-    if not getattr(model, "has_posterior", True):
+    if not model.has_posterior:
         raise ConfigError(f"{cfg.model_name} has no posterior q(z|x): latent KLs, and so traversals by KL, need one")
     data = load_split(cfg, "test")
     x = data.batch(torch.arange(min(len(data), 1000)))

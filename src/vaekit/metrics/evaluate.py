@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.base import Batch
+from ..models.base import Batch, eval_mode
 from .image_quality import dataset_mean_image, mse_per_image, ssim_per_image
 from .likelihood import iwae_nll, supports_likelihood
 
@@ -19,14 +19,9 @@ def evaluate_model(model, test_data, *, train_mean: torch.Tensor | None = None, 
                    iw_images: int | None = None, max_images: int | None = None, batch_size: int = 500,
                    seed: int = 0) -> dict:
     """Evaluate `model` on (the first `max_images` of) `test_data`. Runs in eval mode always."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return _evaluate(model, test_data, train_mean, iw_samples, iw_images, max_images, batch_size)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _evaluate(model, test_data, train_mean, iw_samples, iw_images, max_images, batch_size)
 
 
 def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_size) -> dict:
@@ -78,15 +73,13 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     from ..data.factors import FactorDataset
     from .disentanglement import all_disentanglement_metrics
 
-    if mode == "off" or not isinstance(factor_data, FactorDataset) or not getattr(model, "has_posterior", True):
+    if mode == "off" or not isinstance(factor_data, FactorDataset) or not model.has_posterior:
         return {}
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    try:
-        def encode(x):
-            return model.latent_code(x.to(device)).flatten(1).cpu()
+
+    def encode(x):
+        return model.latent_code(x.to(device)).flatten(1).cpu()
+
+    with eval_mode(model):
         result = all_disentanglement_metrics(encode, factor_data, seed=seed, fast=mode == "fast")
-    finally:
-        model.train(was_training)
     return {f"disentanglement/{k}": v for k, v in result.items()}

@@ -44,4 +44,4 @@ def iwae_nll(model, x: Tensor, k: int) -> Tensor:
 
 def supports_likelihood(model) -> bool:
     """Models with a Gaussian posterior and a tractable p(x|z) can be scored by ELBO/IWAE."""
-    return hasattr(model, "log_likelihood") and getattr(model, "has_posterior", True)
+    return hasattr(model, "log_likelihood") and model.has_posterior

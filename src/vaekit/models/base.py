@@ -17,6 +17,7 @@ Reduction convention, everywhere: sum over pixels and latent dimensions, mean ov
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import ClassVar
@@ -31,20 +32,27 @@ class Batch:
     y: Tensor | None = None  # (B,) int64 labels, when the dataset has them
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Eval mode and no gradients inside, the previous mode restored after. Sampling, reconstructing
+    or scoring with batch norm left in training mode gives wrong pictures and wrong numbers
+    (Soft-IntroVAE's FID reports), so every inference and evaluation path goes through this."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
 def inference(method):
-    """Run a model method in eval mode without gradients, then restore the mode. Sampling or
-    reconstructing with batch norm left in training mode gives wrong pictures and wrong scores
-    (Soft-IntroVAE's FID reports), so every public inference entry point goes through this."""
+    """`eval_mode` around a model method: every public inference entry point is decorated."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return method(self, *args, **kwargs)
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            return method(self, *args, **kwargs)
 
     return wrapper
 
@@ -55,6 +63,7 @@ class GenerativeModel(nn.Module):
     config_class: ClassVar[type]
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    has_posterior: ClassVar[bool] = True  # encode(x) is a real q(z|x): ELBO, IWAE, KLs, traversals apply
 
     def __init__(self, config, image_shape: tuple[int, int, int]):
         super().__init__()

@@ -110,7 +110,7 @@ class MultiStageVAE(GenerativeModel):
                 self.feature_nets[str(i)] = net
         if any(s.loss == "likelihood" for s in config.stages) and not hasattr(self.base, "likelihood"):
             raise ConfigError(f"refine loss 'likelihood' needs a base with a likelihood; {config.base!r} has none")
-        self.has_posterior = getattr(self.base, "has_posterior", True)
+        self.has_posterior = self.base.has_posterior
 
     # --- optimisation -------------------------------------------------------------------
     def optim_groups(self) -> dict[str, list[nn.Parameter]]:

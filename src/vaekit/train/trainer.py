@@ -24,7 +24,7 @@ from torch import Tensor
 from ..config import TrainConfig
 from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
-from ..models.base import Batch, GenerativeModel
+from ..models.base import Batch, GenerativeModel, eval_mode
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .progress import Progress
 
@@ -171,14 +171,9 @@ class Trainer:
     def run_evaluation(self) -> dict:
         if self.evaluate_fn is None:
             return {}
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad(), torch.random.fork_rng(devices=_rng_devices(self.device)):
-                torch.manual_seed(self.config.seed + 17)
-                result = self.evaluate_fn(self.model, self.step)
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.manual_seed(self.config.seed + 17)
+            result = self.evaluate_fn(self.model, self.step)
         if self.run_dir is not None:
             _append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **result})
         return result
