@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 from vaekit.data import ImageDataset
+
+# Feature networks trained by tests go to a throw-away cache, never the user's ~/.cache/vaekit.
+os.environ["VAEKIT_CACHE"] = tempfile.mkdtemp(prefix="vaekit-test-cache-")
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 HAVE_FASHION = (FASHION_DIR / "train-images-idx3-ubyte.gz").exists()

@@ -62,7 +62,7 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
     return result
 
 
-__all__ = ["evaluate_model", "evaluate_disentanglement", "dataset_mean_image"]
+__all__ = ["evaluate_model", "evaluate_disentanglement", "evaluate_samples", "dataset_mean_image"]
 
 
 @torch.no_grad()
@@ -83,3 +83,51 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     with eval_mode(model):
         result = all_disentanglement_metrics(encode, factor_data, seed=seed, fast=mode == "fast")
     return {f"disentanglement/{k}": v for k, v in result.items()}
+
+
+def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pairs: int = 10_000,
+                     feature_net_path=None, inception_path=None, seed: int = 0, batch_size: int = 500,
+                     progress=None) -> dict:
+    """Sample quality of `model` against the test split, every number with its counts.
+
+    - FD: the Frechet distance (Heusel et al. 2017) between `samples` model samples and the whole
+      test split in the features of the toolkit's own classifier for the dataset (trained with a
+      fixed recipe on first use and cached; Inception weights cannot be downloaded offline), and
+      precision / recall in the same features (Kynkaenniemi et al. 2019, k = 3).
+    - The same numbers for an equal number of *training* images against the test split: the floor
+      a perfect model would reach with this many samples (FD is biased upwards for finite n).
+    - MS-SSIM diversity: mean MS-SSIM of `pairs` random pairs of samples (IntroVAE's Table 2; lower
+      is more diverse), beside the test images' own.
+    - FID, when `inception_path` names local FID-Inception weights (safetensors).
+    Samples are drawn in eval mode under `seed`. (Not under no_grad as a whole: a feature network
+    trained on first use needs gradients.)"""
+    from .feature_net import extract_features, get_feature_net
+    from .sample_quality import frechet_distance_features, ms_ssim_diversity, sample_quality
+
+    device = next(model.parameters()).device
+    with eval_mode(model), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fake = torch.cat([model.sample(min(batch_size, samples - s)).float().cpu()
+                          for s in range(0, samples, batch_size)])  # (N, C, H, W) in [0, 1]
+    n_ref = min(samples, len(train_data))
+    ref_idx = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(seed))[:n_ref].sort().values
+    real_train = torch.cat([train_data.batch(ref_idx[s:s + batch_size]) for s in range(0, n_ref, batch_size)])
+    result: dict = {"samples/count": samples, "samples/test_images": len(test_data), "samples/pairs": pairs}
+    if train_data.labels is not None and test_data.labels is not None:
+        net, info = get_feature_net(train_data, test_data, feature_net_path, progress, device=device)
+        f_test = extract_features(net, test_data, batch_size)
+        q = sample_quality(f_test, extract_features(net, fake, batch_size))
+        floor = sample_quality(f_test, extract_features(net, real_train, batch_size))
+        result.update({f"samples/{k}": v for k, v in q.items()})
+        result.update({f"reference/train_{k}": v for k, v in floor.items()})
+        result["feature_net/test_accuracy"] = info["test_accuracy"]
+    result["samples/ms_ssim"] = ms_ssim_diversity(fake, pairs, seed)
+    result["reference/test_ms_ssim"] = ms_ssim_diversity(test_data, pairs, seed)
+    if inception_path is not None:
+        from .inception import inception_features, load_fid_inception
+
+        inception = load_fid_inception(inception_path).to(device)
+        f_test = inception_features(inception, test_data)
+        result["samples/fid"] = frechet_distance_features(f_test, inception_features(inception, fake))
+        result["reference/train_fid"] = frechet_distance_features(f_test, inception_features(inception, real_train))
+    return result

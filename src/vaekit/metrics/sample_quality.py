@@ -1,0 +1,248 @@
+"""Sample quality: Fréchet distance, improved precision and recall, and MS-SSIM diversity.
+
+- Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017, "GANs Trained
+  by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium"):
+      d² = ||mu1 - mu2||² + Tr(S1 + S2 - 2 (S1 S2)^{1/2}).
+  With Inception-v3 pool3 features (inception.py) this is FID; with the toolkit's own per-dataset
+  classifier (feature_net.py) we call it FD, comparable only between runs using the same network.
+- Precision and recall (Kynkäänniemi et al. 2019, "Improved Precision and Recall Metric for
+  Assessing Generative Models", eqs. 1-3): each set's manifold is the union of balls around its
+  points, radius the distance to the k-th nearest neighbour in the same set; precision is the
+  fraction of fake points inside the real manifold, recall the fraction of real points inside the
+  fake manifold.
+- MS-SSIM (Wang, Simoncelli & Bovik 2003, "Multi-Scale Structural Similarity for Image Quality
+  Assessment", eq. 7), and its mean over random pairs of samples as a diversity measure (Odena et
+  al. 2017; PGGAN, Karras et al. 2018; IntroVAE, Huang et al. 2018): lower = more diverse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "MS_SSIM_WEIGHTS",
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_features",
+    "ms_ssim_diversity",
+    "ms_ssim_per_pair",
+    "ms_ssim_scales",
+    "ms_ssim_window",
+    "precision_recall",
+    "sample_quality",
+]
+
+# Pairwise distances held at once by precision_recall: 2**23 float64 = 64 MiB, whatever the set sizes.
+_MAX_DISTANCES = 2**23
+
+
+def _float64(a) -> Tensor:
+    a = a.detach() if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))
+    return a.to(torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fréchet distance
+
+def feature_statistics(features) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased covariance (np.cov(rowvar=False), as pytorch-fid) of (N, D) features, in
+    float64. -> (D,), (D, D)"""
+    f = _float64(features)
+    if f.dim() != 2 or f.shape[0] < 2:
+        raise ValueError(f"features must be (N, D) with N >= 2, got {tuple(f.shape)}")
+    return f.mean(0), torch.cov(f.T, correction=1)
+
+
+def _psd_sqrt(s: Tensor) -> Tensor:
+    """Symmetric square root of a symmetric positive semi-definite matrix (round-off negatives -> 0)."""
+    vals, vecs = torch.linalg.eigh((s + s.T) / 2)
+    return (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||² + Tr(S1 + S2 - 2 (S1 S2)^{1/2}) (Heusel et al. 2017, after Dowson & Landau 1982), in float64.
+
+    Tr (S1 S2)^{1/2} = Tr (S1^{1/2} S2 S1^{1/2})^{1/2}: the matrices are similar, and the right one
+    is symmetric PSD, so its eigenvalues come from eigh, stay real and are clamped at 0. Unlike
+    scipy.linalg.sqrtm of the non-symmetric S1 S2 (pytorch-fid), this needs no epsilon for
+    singular covariances (fewer samples than feature dimensions, dead units)."""
+    mu1, mu2, sigma1, sigma2 = map(_float64, (mu1, mu2, sigma1, sigma2))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.numel(), mu1.numel()):
+        raise ValueError(f"shapes do not match: mu {tuple(mu1.shape)}, {tuple(mu2.shape)}; "
+                         f"sigma {tuple(sigma1.shape)}, {tuple(sigma2.shape)}")
+    root1 = _psd_sqrt(sigma1)
+    middle = root1 @ sigma2 @ root1  # (D, D), symmetric PSD
+    tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    d2 = (mu1 - mu2).square().sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * tr_covmean
+    return max(float(d2), 0.0)  # a set against itself can land a round-off below 0
+
+
+def frechet_distance_features(a, b) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D)."""
+    return frechet_distance(*feature_statistics(a), *feature_statistics(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# Improved precision and recall
+
+def _row_chunk(n_cols: int) -> int:
+    return max(1, _MAX_DISTANCES // max(1, n_cols))
+
+
+def _knn_radii(x: Tensor, k: int) -> Tensor:
+    """Distance from each point to its k-th nearest neighbour in x, itself excluded. (N,)"""
+    radii = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    step = _row_chunk(len(x))
+    for start in range(0, len(x), step):
+        d = torch.cdist(x[start:start + step], x)  # (b, N)
+        nearest = d.topk(k + 1, dim=1, largest=False).values  # (b, k + 1); much faster than kthvalue
+        radii[start:start + step] = nearest[:, k]  # the 0th is the point itself
+    return radii
+
+
+def _inside_manifold(points: Tensor, centres: Tensor, radii: Tensor) -> Tensor:
+    """Whether each point lies in some ball (centre_i, radius_i) (eq. 1, Kynkäänniemi et al.). (N,)"""
+    inside = torch.empty(len(points), dtype=torch.bool, device=points.device)
+    step = _row_chunk(len(centres))
+    for start in range(0, len(points), step):
+        d = torch.cdist(points[start:start + step], centres)  # (b, M)
+        inside[start:start + step] = (d <= radii).any(1)
+    return inside
+
+
+def precision_recall(real_features, fake_features, k: int = 3) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019, eqs. 2-3) with k-NN radii.
+
+    Distances are float64 and computed in row chunks (at most 2**23 at once), so 10k x 10k sets
+    fit in bounded memory; the features' device is used."""
+    real = _float64(real_features)
+    fake = _float64(fake_features).to(real.device)
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"features must be (N, D) and (M, D), got {tuple(real.shape)} and {tuple(fake.shape)}")
+    if not 1 <= k < min(len(real), len(fake)):
+        raise ValueError(f"k must be in [1, {min(len(real), len(fake)) - 1}] for sets of {len(real)} and "
+                         f"{len(fake)} points, got {k}")
+    precision = _inside_manifold(fake, real, _knn_radii(real, k)).double().mean()
+    recall = _inside_manifold(real, fake, _knn_radii(fake, k)).double().mean()
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+def sample_quality(real_features, fake_features, k: int = 3) -> dict[str, float]:
+    """Fréchet distance and k-NN precision/recall between two feature sets (N, D) and (M, D)."""
+    return {"fd": frechet_distance_features(real_features, fake_features),
+            **precision_recall(real_features, fake_features, k=k)}
+
+
+# ---------------------------------------------------------------------------------------------
+# MS-SSIM
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # exponents beta_j = gamma_j, fine to coarse (Wang 2003)
+_K1, _K2 = 0.01, 0.03  # data range 1
+
+
+def ms_ssim_window(h: int, w: int) -> tuple[int, float]:
+    """The Gaussian window (size, sigma): 11 and 1.5, or for images under 11 pixels the largest odd
+    size that fits, with the sigma ssim_per_image uses for it."""
+    size = min(11, h - (1 - h % 2), w - (1 - w % 2))
+    if size < 3:
+        raise ValueError(f"images of {h}x{w} are too small for SSIM (need at least 3x3)")
+    return size, (1.5 if size == 11 else (size - 1) / 7)
+
+
+def ms_ssim_scales(h: int, w: int) -> int:
+    """How many of the 5 scales fit: the coarsest (after s-1 halvings) must still hold the window.
+
+    192x192 or more: 5; 160: 4; 64: 3; 28 (Fashion-MNIST): 2; under 22: 1 (plain SSIM)."""
+    size, _ = ms_ssim_window(h, w)
+    n = 1
+    while n < len(MS_SSIM_WEIGHTS) and min(h, w) // 2**n >= size:
+        n += 1
+    return n
+
+
+def _gaussian_1d(size: int, sigma: float, dtype, device) -> Tensor:
+    t = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-t.square() / (2 * sigma**2))
+    return g / g.sum()  # (size,)
+
+
+def _ssim_and_cs(a: Tensor, b: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean SSIM and mean contrast-structure term over channels and valid window positions. (B,), (B,)"""
+    bsz, c, h, w = a.shape
+    x = torch.cat([a, b, a * a, b * b, a * b]).reshape(5 * bsz * c, 1, h, w)
+    x = F.conv2d(x, g.view(1, 1, 1, -1))  # separable Gaussian, no padding: valid positions only
+    x = F.conv2d(x, g.view(1, 1, -1, 1))
+    mu_a, mu_b, aa, bb, ab = x.reshape(5, bsz, c, *x.shape[-2:])
+    var_a = (aa - mu_a.square()).clamp(min=0)
+    var_b = (bb - mu_b.square()).clamp(min=0)
+    cov = ab - mu_a * mu_b
+    c1, c2 = _K1**2, _K2**2
+    cs = (2 * cov + c2) / (var_a + var_b + c2)  # eq. 3 x eq. 4 with C3 = C2/2
+    lum = (2 * mu_a * mu_b + c1) / (mu_a.square() + mu_b.square() + c1)  # eq. 2
+    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
+
+
+def ms_ssim_per_pair(a: Tensor, b: Tensor) -> Tensor:
+    """MS-SSIM of each image pair (eq. 7, Wang et al. 2003), images (B, C, H, W) in [0, 1] (or uint8). (B,)
+
+    Standard settings: 11x11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03, data range 1, 2x2
+    average pooling between scales; contrast-structure at each scale, luminance at the coarsest
+    only (there the mean of the full SSIM map). Windows lie inside the image (no padding), as in
+    Wang et al.'s code and ssim_per_image; channels are averaged at each scale.
+
+    Small images cannot hold five scales: we use the `ms_ssim_scales(h, w)` finest ones and
+    renormalise their weights to sum to 1 (28x28: 2 scales; under 22 pixels: 1 scale, which is
+    plain SSIM). Scores are therefore comparable only between images of the same size. Negative
+    per-scale means are clamped to 0 before the fractional power (torchmetrics' "relu").
+    Computed in the inputs' dtype, at least float32."""
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"need two image batches (B, C, H, W) of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if not a.is_floating_point():  # uint8 images
+        a, b = a.float() / 255, b.float() / 255
+    dtype = torch.promote_types(a.dtype, torch.float32)
+    a, b = a.to(dtype), b.to(dtype)
+    h, w = a.shape[-2:]
+    n_scales = ms_ssim_scales(h, w)
+    g = _gaussian_1d(*ms_ssim_window(h, w), dtype=dtype, device=a.device)
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:n_scales], dtype=dtype, device=a.device)
+    weights = weights / weights.sum()
+    score = torch.ones(len(a), dtype=dtype, device=a.device)
+    for j in range(n_scales):
+        ssim, cs = _ssim_and_cs(a, b, g)
+        term = ssim if j == n_scales - 1 else cs
+        score = score * term.clamp(min=0).pow(weights[j])
+        if j < n_scales - 1:
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    return score
+
+
+def _take(images, idx: Tensor) -> Tensor:
+    """Images at idx as float (B, C, H, W) in [0, 1], from a tensor or an ImageDataset."""
+    if torch.is_tensor(images):
+        x = images[idx.to(images.device)]
+        return x.float().div(255) if x.dtype == torch.uint8 else x
+    return images.batch(idx)
+
+
+@torch.no_grad()
+def ms_ssim_diversity(images, pairs: int = 10_000, seed: int = 0, batch_size: int = 500) -> float:
+    """Mean MS-SSIM over `pairs` random pairs of distinct images (lower = more diverse).
+
+    `images` is a tensor (N, C, H, W) (float in [0, 1] or uint8) or an ImageDataset. Pairs are
+    drawn with replacement from a torch.Generator seeded with `seed`, so the value does not depend
+    on batch_size or on the global RNG."""
+    n = len(images)
+    if n < 2 or pairs < 1:
+        raise ValueError(f"MS-SSIM diversity needs at least 2 images and 1 pair, got {n} and {pairs}")
+    g = torch.Generator().manual_seed(seed)
+    i = torch.randint(n, (pairs,), generator=g)
+    j = torch.randint(n - 1, (pairs,), generator=g)
+    j = j + (j >= i).long()  # uniform over the other n - 1 images
+    total = 0.0
+    for start in range(0, pairs, batch_size):
+        a, b = _take(images, i[start:start + batch_size]), _take(images, j[start:start + batch_size])
+        total += float(ms_ssim_per_pair(a, b).double().sum())
+    return total / pairs
