@@ -53,6 +53,21 @@ def test_evaluate_json_is_one_object(digits_run, capsys):
     assert result["test/iwae_nll"] > 0 and 0 < result["test/ssim"] <= 1
 
 
+def test_evaluate_reports_sample_quality_with_its_counts(digits_run, capsys):
+    code, out, err = run(capsys, "evaluate", str(digits_run), "--json", "--iw-samples", "0", "--samples", "300",
+                         "--pairs", "200")
+    assert code == 0
+    result = json.loads(out)
+    assert result["samples/count"] == 300 and result["samples/pairs"] == 200 and result["samples/test_images"] == 355
+    for key in ("samples/fd", "samples/precision", "samples/recall", "samples/ms_ssim", "reference/train_fd",
+                "reference/test_ms_ssim", "feature_net/test_accuracy"):
+        assert key in result, key
+    assert result["feature_net/test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert result["reference/train_fd"] < result["samples/fd"]  # real images beat a 20-step model
+    code, _, err = run(capsys, "evaluate", str(digits_run), "--samples", "1")
+    assert code == 2 and "--samples" in err
+
+
 def test_pictures(digits_run, capsys, tmp_path):
     assert run(capsys, "sample", str(digits_run), "-n", "16", "-o", str(tmp_path / "s.png"))[0] == 0
     code, out, _ = run(capsys, "reconstruct", str(digits_run), "-n", "5", "-o", str(tmp_path / "r.png"))
@@ -245,3 +260,30 @@ def test_btcvae_on_dsprites_reports_disentanglement(capsys, tmp_path):
         assert 0 <= ev[key] <= 1, key
     code, _, err = run(capsys, "traverse", str(out), "-o", str(tmp_path / "t.png"))
     assert code == 0, err
+
+
+def test_introvae_run_folder_has_its_kl_curves_and_margin_advice(tmp_path, capsys):
+    out = tmp_path / "intro"
+    assert main(["train", "introvae", "--data", "digits", "--steps", "20", "--out", str(out), *TINY_SETS,
+                 "--set", "model.pretrain_epochs=0.5", "--set", "model.margin=3"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["steps_per_epoch"] == 1437 // 64  # filled in from the data
+    assert (out / "training_curves.png").exists() and (out / "samples.png").exists()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"kl/real", "kl/rec", "kl/sample", "recon", "loss/encoder", "loss/generator"} <= set(rows[-1])
+    report = (out / "report.md").read_text()
+    assert "KL(real) at the end of VAE pre-training (11 steps)" in report and "training_curves.png" in report
+    # resuming keeps the derived steps_per_epoch without calling it a change of model settings
+    assert main(["train", "introvae", "--data", "digits", "--steps", "25", "--out", str(out), "--resume", *TINY_SETS,
+                 "--set", "model.pretrain_epochs=0.5", "--set", "model.margin=3"]) == 0
+
+
+def test_vaegan_trains_from_the_command_line_with_a_group_learning_rate(tmp_path, capsys):
+    out = tmp_path / "gan"
+    assert main(["train", "vaegan", "--data", "digits", "--steps", "10", "--out", str(out), *TINY_SETS,
+                 "--set", 'train.group_lr={"loss/discriminator" = 2e-4}']) == 0
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert 0 < evaluation["test/ssim"] <= 1 and "test/llike" in evaluation
+    code, _, err = run(capsys, "train", "vaegan", "--data", "digits", "--steps", "10", "--out", str(tmp_path / "g2"),
+                       *TINY_SETS, "--set", 'train.group_lr={"loss/generator" = 2e-4}')
+    assert code == 2 and "loss/generator" in err and not (tmp_path / "g2").exists()

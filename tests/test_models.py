@@ -23,13 +23,17 @@ def batch(n=6, seed=0):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_terms_are_finite_scalars_and_groups_have_their_loss(name):
     model = tiny(name)
-    terms = model.loss(batch())
-    for key, value in terms.items():
-        assert value.dim() == 0 and torch.isfinite(value), key
-    for group, params in model.optim_groups().items():
-        assert group in terms and len(params) > 0
-    for phase in model.update_phases():
+    b = batch()
+    seen = set()
+    for index, phase in enumerate(model.update_phases()):
         assert set(phase) <= set(model.optim_groups())
+        terms = model.loss(b, 0, index)  # the phases of one iteration share `b` (and its memo)
+        for key, value in terms.items():
+            assert value.dim() == 0 and torch.isfinite(value), key
+        assert set(phase) <= set(terms)
+        seen |= set(phase)
+    groups = model.optim_groups()
+    assert seen == set(groups) and all(len(params) > 0 for params in groups.values())
 
 
 @pytest.mark.parametrize("name", list(MODELS))

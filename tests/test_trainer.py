@@ -43,7 +43,7 @@ class TwoGroupToy(GenerativeModel):
         lb = -(out.pow(2).mean()) + 0.1 * la  # opposes a's objective
         return la, lb
 
-    def loss(self, batch, step=0):
+    def loss(self, batch, step=0, phase=0):
         la, lb = self.losses(batch.x)
         return {"loss/a": la, "loss/b": lb, "sum": la + lb}
 
@@ -141,7 +141,7 @@ class ExplodesAtStep3(GenerativeModel):
         super().__init__({}, (1, 16, 16))
         self.w = nn.Parameter(torch.ones(()))
 
-    def loss(self, batch, step=0):
+    def loss(self, batch, step=0, phase=0):
         kl = self.w * 0 + (float("nan") if step >= 3 else 1.0)
         return {"loss": self.w ** 2 + kl, "kl": kl}
 

@@ -40,6 +40,7 @@ class TrainConfig:
     epochs: float | None = None  # if set, overrides steps: epochs * (train images // batch_size)
     batch_size: int = 128
     lr: float = 1e-3  # Adam
+    group_lr: dict = field(default_factory=dict)  # per parameter group, e.g. {"loss/discriminator" = 2e-4}
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max global L2 norm per parameter group; None = off
@@ -51,6 +52,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
+    explode_factor: float = 1000.0  # stop when an optimised loss exceeds this many times its running
+    #                                 level (adversarial runs that blow up); 0 = only non-finite stops
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "eval_images"):
@@ -62,6 +65,11 @@ class TrainConfig:
         _fail_unless(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be > 0, got {self.grad_clip}")
         _fail_unless(all(0 <= b < 1 for b in self.adam_betas), f"train.adam_betas must lie in [0, 1), got {self.adam_betas}")
         _fail_unless(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        _fail_unless(self.explode_factor == 0 or self.explode_factor > 1,
+                     f"train.explode_factor must be 0 (off) or > 1, got {self.explode_factor}")
+        for key, value in self.group_lr.items():
+            _fail_unless(isinstance(value, (int, float)) and value > 0,
+                         f"train.group_lr[{key!r}] must be a number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)

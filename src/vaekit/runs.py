@@ -35,7 +35,7 @@ from .models import GenerativeModel, build_model, get_entry, model_config
 from .models.base import inference
 from .train import Trainer, latest_checkpoint
 from .train.checkpoint import load_model_weights, write_json_atomic, write_text_atomic
-from .viz import plot_curves, save_grid
+from .viz import plot_curves, plot_panels, save_grid
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -112,8 +112,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     resolve_device(cfg.train.device)  # refused here, before the run folder exists
     if cfg.train.batch_size > len(train_data):
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_data)} training images")
-    if getattr(cfg.model, "dataset_size", None) == 0 and getattr(cfg.model, "prior_term", "kl") == "tc":
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dataset_size=len(train_data)))
+    cfg = _fill_from_data(cfg, len(train_data))
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
 
@@ -147,8 +146,21 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     with open(out / "eval.jsonl", "a") as f:  # the final point of the evaluation curves
         f.write(json.dumps({k: v for k, v in result.items() if k != "evaluated_at"}) + "\n")
     draw_run_pictures(out, model, test_data, cfg)
-    write_report(out, cfg, saved, result)
+    write_report(out, cfg, saved, result, model)
     return result
+
+
+# Model settings a run derives from the data when left at 0: beta-TCVAE's N, IntroVAE's steps per epoch.
+DERIVED_FIELDS = ("dataset_size", "steps_per_epoch")
+
+
+def _fill_from_data(cfg: RunConfig, train_images: int) -> RunConfig:
+    fill = {}
+    if getattr(cfg.model, "dataset_size", None) == 0 and getattr(cfg.model, "prior_term", "kl") == "tc":
+        fill["dataset_size"] = train_images
+    if getattr(cfg.model, "steps_per_epoch", None) == 0:
+        fill["steps_per_epoch"] = train_images // cfg.train.batch_size
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **fill)) if fill else cfg
 
 
 def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
@@ -156,6 +168,10 @@ def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
     saved, _ = read_run_config(out)
     if requested.model_name != saved.model_name:
         raise ConfigError(f"{out} trains {saved.model_name!r}, not {requested.model_name!r}")
+    derived = {k: getattr(saved.model, k) for k in DERIVED_FIELDS
+               if getattr(requested.model, k, None) == 0 and hasattr(saved.model, k)}
+    if derived and dataclasses.is_dataclass(requested.model):
+        requested = dataclasses.replace(requested, model=dataclasses.replace(requested.model, **derived))
     for section in ("model", "data"):
         if getattr(requested, section) != getattr(saved, section):
             raise ConfigError(f"--resume cannot change the {section} settings of {out}; start a new run instead")
@@ -225,6 +241,9 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
     keys = [k for k in (rows[-1] if rows else {}) if k not in ("step", "images_per_s")][:6]  # as the model logs them
     plot_curves(rows, keys, out / "loss_curves.png", title=f"{cfg.model_name} on {cfg.data.name}",
                 eval_rows=eval_rows, eval_keys=[f"test/{k}" for k in keys])
+    if hasattr(model, "curve_panels"):  # the model's own figure (IntroVAE's fig. 5: KLs against the margin)
+        plot_panels(rows, model.curve_panels(), out / "training_curves.png",
+                    title=f"{cfg.model_name} on {cfg.data.name}")
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -233,7 +252,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict) -> None:
+def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict, model: GenerativeModel | None = None) -> None:
     def fmt(v):
         return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
     lines = [f"# {cfg.model_name} on {cfg.data.name}", "",
@@ -244,6 +263,10 @@ def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict) -> None:
              "Per-image terms in nats (summed over pixels and latent dimensions, averaged over images).", "",
              "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in result.items()]
+    notes = model.report_notes(_read_jsonl(out / "metrics.jsonl")) if hasattr(model, "report_notes") else []
+    lines += ["", *[f"- {n}" for n in notes]] if notes else []
+    if (out / "training_curves.png").exists():
+        lines += ["", "![training curves](training_curves.png)"]
     lines += ["", "![loss curves](loss_curves.png)", "",
               "Test reconstructions (top row: inputs):", "", "![reconstructions](reconstructions.png)", "",
               "Samples from the prior:", "", "![samples](samples.png)", "",

@@ -51,6 +51,49 @@ def save_grid(path: str | Path, images: Tensor, nrow: int, scale: int | None = N
     return save_png(path, image_grid(images, nrow), scale=scale)
 
 
+def plot_panels(rows: list[dict], panels: list[tuple[str, list[str], dict[str, float]]], path: str | Path,
+                title: str = "") -> Path:
+    """Several logged terms per panel against step, with named horizontal reference lines
+    (e.g. IntroVAE's KL of real / reconstructed / sampled images against the margin m)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.6), squeeze=False)
+    for ax, (name, keys, lines) in zip(axes[0], panels):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=key, lw=1.4)
+        for label, value in lines.items():
+            ax.axhline(value, color="k", ls="--", lw=1, label=label)
+        ax.set_xlabel("step")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure atomically (temp file + rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
 def plot_curves(rows: list[dict], keys: list[str], path: str | Path, title: str = "",
                 eval_rows: list[dict] | None = None, eval_keys: list[str] | None = None) -> Path:
     """Training curves (one panel per key) against step; evaluation points overlaid where named."""
@@ -77,13 +120,4 @@ def plot_curves(rows: list[dict], keys: list[str], path: str | Path, title: str 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return _save_figure(fig, path)

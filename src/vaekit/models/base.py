@@ -3,12 +3,15 @@
 A model is an `nn.Module` that knows its own objective and its parameter groups; the trainer knows
 only the loop (minGPT's split). The contract:
 
-- `loss(batch, step)` -> dict of named terms. The key of each optimised total is the name of a
+- `loss(batch, step, phase)` -> dict of named terms. The key of each optimised total is the name of a
   parameter group (`loss`, or `loss/encoder`, `loss/decoder`, `loss/discriminator`, ...); every
   other key (`recon`, `kl`, `elbo`, ...) is only logged.
 - `optim_groups()` -> {loss key: parameters}; `update_phases()` -> the order of optimiser steps:
-  each phase is one fresh call of `loss` followed by a step of each group named in it, each group
-  seeing exactly the gradient of its own loss (the trainer's job).
+  each phase is one fresh call of `loss` (told the phase's index) followed by a step of each group
+  named in it, each group seeing exactly the gradient of its own loss (the trainer's job). A model
+  whose later phase must reuse an earlier phase's random draws (IntroVAE's Algorithm 1 re-encodes
+  the same X_r and X_p after the encoder step) keeps them in `batch.memo`, which lives for one
+  iteration.
 - `encode(x)`, `decode(z)` (mean image in [0, 1]), `decode_stages(z)` (every intermediate output,
   for multi-stage models), `reconstruct(x)`, `sample(n)`.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 class Batch:
     x: Tensor  # (B, C, H, W) float in [0, 1]
     y: Tensor | None = None  # (B,) int64 labels, when the dataset has them
+    memo: dict = field(default_factory=dict)  # scratch shared by the update phases of one iteration
 
 
 @contextlib.contextmanager
@@ -77,7 +81,8 @@ class GenerativeModel(nn.Module):
     def update_phases(self) -> tuple[tuple[str, ...], ...]:
         return (tuple(self.optim_groups()),)
 
-    def loss(self, batch: Batch, step: int = 0) -> dict[str, Tensor]:
+    def loss(self, batch: Batch, step: int = 0, phase: int = 0) -> dict[str, Tensor]:
+        """The named terms; `phase` is the index into `update_phases()` being optimised."""
         return self.loss_and_output(batch, step)[0]
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:

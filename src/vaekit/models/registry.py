@@ -9,8 +9,10 @@ from typing import Any
 from ..config import from_dict
 from ..errors import ConfigError
 from .base import GenerativeModel
+from .introvae import IntroVAE, IntroVAEConfig
 from .multistage import MultiStageVAE, msvae_preset, residual_vae_preset
 from .vae import AE, VAE, AEConfig, VAEConfig
+from .vaegan import VAEGAN, VAEGANConfig
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ register("residual_vae", MultiStageVAE, residual_vae_preset(),
 register("msvae", MultiStageVAE, msvae_preset(),
          "Multi-stage VAE: likelihood on the coarse output, l1 refine loss on the refined one (eq. 2.12); "
          "any number of stages via model.stages")
+register("introvae", IntroVAE, IntroVAEConfig())
+register("vaegan", VAEGAN, VAEGANConfig())
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -19,7 +19,7 @@ from torch import Tensor
 from ..distributions import DiagonalGaussian
 from ..errors import ConfigError
 from ..likelihoods import LIKELIHOODS, make_likelihood
-from ..nn import ConvDecoder, ConvEncoder
+from ..nn import ARCHITECTURES, make_decoder, make_encoder
 from ..objectives.total_correlation import ESTIMATORS, beta_tc_penalty
 from .base import Batch, GenerativeModel
 
@@ -31,6 +31,7 @@ class VAEConfig:
     likelihood: str = "bernoulli"  # bernoulli | gaussian | laplace
     scale: float = 0.1  # sigma (gaussian) or b (laplace); initial value when learn_scale
     learn_scale: bool = False  # learn one shared scale (sigma-VAE) instead of fixing it
+    architecture: str = "conv"  # conv: stride-2 convolutions | resnet: IntroVAE's residual network (appendix B)
     base_channels: int = 32  # width of the first conv layer, doubled per halving
     max_channels: int = 256
     norm: str = "batch"  # batch | none
@@ -51,6 +52,8 @@ class VAEConfig:
             raise ConfigError(f"model.likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         if not self.scale > 0:
             raise ConfigError(f"model.scale must be > 0, got {self.scale}")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
         if self.base_channels < 1 or self.max_channels < self.base_channels:
             raise ConfigError("model.base_channels must be >= 1 and <= model.max_channels")
         if self.norm not in ("batch", "none"):
@@ -66,17 +69,17 @@ class VAEConfig:
 
 
 class ConvAutoencoderBase(GenerativeModel):
-    """Shared parts: conv encoder emitting `code_width` features, conv decoder, likelihood."""
+    """Shared parts: an encoder emitting `code_width_factor * latent_dim` features, a decoder, a likelihood."""
 
     code_width_factor = 1  # features per latent dimension the encoder emits
 
     def __init__(self, config: VAEConfig, image_shape):
         super().__init__(config, image_shape)
         c = config
-        self.encoder = ConvEncoder(image_shape, self.code_width_factor * c.latent_dim, c.base_channels,
-                                   c.max_channels, c.norm, downsamples=c.downsamples)
-        self.decoder = ConvDecoder(c.latent_dim, image_shape, None, c.base_channels, c.max_channels, c.norm,
-                                   downsamples=c.downsamples)
+        self.encoder = make_encoder(c.architecture, image_shape, self.code_width_factor * c.latent_dim,
+                                    c.base_channels, c.max_channels, c.norm, c.downsamples)
+        self.decoder = make_decoder(c.architecture, c.latent_dim, image_shape, c.base_channels, c.max_channels,
+                                    c.norm, c.downsamples)
         self.likelihood = make_likelihood(c.likelihood, c.scale, c.learn_scale)
 
     def decode(self, z: Tensor) -> Tensor:

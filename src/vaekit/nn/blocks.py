@@ -95,12 +95,17 @@ class ConvEncoder(nn.Module):
 
     def feature_maps(self, x: Tensor) -> list[Tensor]:
         """The activation after each stride-2 stage (for feature / learned-similarity losses)."""
+        return self.forward_with_features(x)[1]
+
+    def forward_with_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The output and every stage's activation from one pass (a discriminator's logit and the
+        layers its learned similarity compares, Larsen et al. 2016)."""
         maps = []
         for layer in self.features:
             x = layer(x)
             if isinstance(layer, nn.LeakyReLU):
                 maps.append(x)
-        return maps
+        return self.head(x.flatten(1)), maps
 
 
 class ConvDecoder(nn.Module):

@@ -76,8 +76,6 @@ class Trainer:
         self.device = resolve_device(config.device)
         model.to(self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.evaluate_fn = evaluate
         self.show_progress = progress
         self.groups = model.optim_groups()
@@ -86,11 +84,19 @@ class Trainer:
             for name in phase:
                 if name not in self.groups:
                     raise ConfigError(f"{type(model).__name__}: phase names unknown parameter group {name!r}")
+        unknown = sorted(set(config.group_lr) - set(self.groups))
+        if unknown:
+            raise ConfigError(f"train.group_lr names {', '.join(map(repr, unknown))}; {type(model).__name__}'s "
+                              f"parameter groups are {', '.join(map(repr, self.groups))}")
         self.optimizers = {
-            name: torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay)
+            name: torch.optim.Adam(params, lr=config.group_lr.get(name, config.lr), betas=config.adam_betas,
+                                   weight_decay=config.weight_decay)
             for name, params in self.groups.items()
         }
+        self._levels: dict[str, tuple[float, int]] = {}  # (running mean |loss|, count) per optimised total
         self.sampler = EpochSampler(len(train_data), config.batch_size, config.seed)
+        if self.run_dir is not None:  # only once every setting has been accepted
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
         self.last_checkpoint_step: int | None = None
 
@@ -111,8 +117,9 @@ class Trainer:
         logged: dict[str, Tensor] = {}
         clip = self.config.grad_clip
         for phase_index, phase in enumerate(self.phases):
-            terms = self.model.loss(batch, self.step)
+            terms = self.model.loss(batch, self.step, phase_index)
             self._check_finite(terms)
+            self._check_exploding(terms)
             for i, name in enumerate(phase):
                 params = self.groups[name]
                 for p in params:
@@ -138,14 +145,38 @@ class Trainer:
         first = parts[0]
         value = float(terms[first].detach().reshape(-1)[0])
         also = [k for k in bad if k != first]
-        where = ""
-        if self.run_dir is not None and self.last_checkpoint_step is not None:
-            where = f"; the last good checkpoint (step {self.last_checkpoint_step}) in {self.run_dir}/checkpoints is intact"
-        elif self.run_dir is not None:
-            where = "; no checkpoint had been written yet"
         raise TrainingDiverged(f"training diverged at step {self.step + 1}: term {first!r} is {value}"
-                               f"{' (also ' + ', '.join(map(repr, also)) + ')' if also else ''}{where}. "
+                               f"{' (also ' + ', '.join(map(repr, also)) + ')' if also else ''}"
+                               f"{self._checkpoint_note()}. "
                                "Try a lower train.lr or set train.grad_clip.")
+
+    def _checkpoint_note(self) -> str:
+        if self.run_dir is None:
+            return ""
+        if self.last_checkpoint_step is None:
+            return "; no checkpoint had been written yet"
+        return f"; the last good checkpoint (step {self.last_checkpoint_step}) in {self.run_dir}/checkpoints is intact"
+
+    def _check_exploding(self, terms: dict[str, Tensor]) -> None:
+        """Stop when an optimised total jumps far above its running level: adversarial training that
+        blows up usually does so over a few steps before anything turns non-finite. Warm-up: the
+        first 50 steps only record (losses fall fastest there)."""
+        factor = self.config.explode_factor
+        if not factor:
+            return
+        for k in self.groups:
+            if k not in terms:
+                continue
+            v = abs(float(terms[k].detach()))
+            level, count = self._levels.get(k, (v, 0))
+            if count >= 50 and v > factor * (level + 1.0):
+                raise TrainingDiverged(
+                    f"training diverged at step {self.step + 1}: {k!r} = {float(terms[k]):.4g} is over "
+                    f"{factor:g} times its running level {level:.4g}{self._checkpoint_note()}. Lower train.lr (or "
+                    "train.group_lr for the adversarial group), set train.grad_clip, or raise "
+                    "train.explode_factor if this growth is expected.")
+            rate = 1.0 / min(count + 1, 100)  # running mean over the first 100 steps, then an EMA
+            self._levels[k] = (level + rate * (v - level), count + 1)
 
     # --- the loop ------------------------------------------------------------------------
     def resume(self) -> int:

@@ -1,0 +1,243 @@
+"""IntroVAE (Algorithm 1) and VAE-GAN: which weights each optimiser step may change, each group's
+gradient against the paper's formula written out here, and the divergence guard."""
+
+import pytest
+import torch
+
+from conftest import TINY
+from vaekit.config import TrainConfig
+from vaekit.errors import ConfigError, TrainingDiverged
+from vaekit.models import Batch, build_model, model_config
+from vaekit.models.base import GenerativeModel
+from vaekit.train.trainer import Trainer
+
+SHAPE = (1, 16, 16)
+
+
+def make(name, **over):
+    torch.manual_seed(0)
+    return build_model(name, model_config(name, {**TINY, **over}), SHAPE)
+
+
+def images(n=8, seed=0):
+    return torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+class _Data:
+    labels = None
+
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def batch(self, idx):
+        return self.x[idx]
+
+
+def snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before, module):
+    return [not torch.equal(b, p) for b, p in zip(before, module.parameters())]
+
+
+def kl_written_out(encoder, x):
+    """L_REG of eq. 9 per image: 1/2 sum_j (mu^2 + sigma^2 - log sigma^2 - 1)."""
+    mu, logvar = encoder(x).chunk(2, dim=1)
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
+
+
+def hinge(m, kl):
+    return torch.relu(m - kl.mean())
+
+
+def test_introvae_algorithm_1_each_step_changes_only_its_own_weights():
+    """Line 10 changes phi_E and no theta_G; line 13 changes theta_G and no phi_E (the official
+    code's decoder collected the encoder loss's gradient)."""
+    model = make("introvae", margin=5.0)
+    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-2), progress=False)
+    log = []
+    for name, opt in trainer.optimizers.items():
+        original = opt.step
+
+        def step(*a, _original=original, _name=name, **k):
+            before_e, before_g = snapshot(model.encoder), snapshot(model.decoder)
+            out = _original(*a, **k)
+            log.append((_name, changed(before_e, model.encoder), changed(before_g, model.decoder)))
+            return out
+        opt.step = step
+    trainer.train_step(Batch(images(8)))
+    assert [name for name, _, _ in log] == ["loss/encoder", "loss/generator"]
+    (_, enc_e, enc_g), (_, gen_e, gen_g) = log
+    assert any(enc_e) and not any(enc_g)  # encoder step: encoder weights only
+    assert any(gen_g) and not any(gen_e)  # generator step: generator weights only
+
+
+def test_introvae_gradients_are_those_of_algorithm_1():
+    """Each optimiser sees exactly the gradient of eq. 11 (with ng) and, after the encoder step, of
+    eq. 12 on the re-encoded X_r, X_p (line 11), computed here independently of the model's code."""
+    alpha, beta, m = 0.25, 0.7, 6.0
+    model = make("introvae", alpha=alpha, beta=beta, margin=m, norm="none")
+    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-2), progress=False)
+    grads = {}
+    for name, opt in trainer.optimizers.items():
+        original = opt.step
+
+        def step(*a, _original=original, _name=name, _params=trainer.groups[name], **k):
+            grads[_name] = [p.grad.clone() for p in _params]
+            if _name == "loss/generator":  # the reference for line 13 uses the updated encoder
+                grads["encoder_after_step"] = snapshot(model.encoder)
+            return _original(*a, **k)
+        opt.step = step
+    x = images(8)
+    b = Batch(x)
+    torch.manual_seed(1)
+    trainer.train_step(b)
+    z, z_p = b.memo["introvae"]
+
+    ref = make("introvae", alpha=alpha, beta=beta, margin=m, norm="none")  # the initial weights again
+    enc, dec = list(ref.encoder.parameters()), list(ref.decoder.parameters())
+    torch.manual_seed(1)
+    mu, logvar = ref.encoder(x).chunk(2, dim=1)
+    z_ref = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+    assert torch.allclose(z_ref, z)
+    x_r, x_p = torch.sigmoid(ref.decoder(z_ref)), torch.sigmoid(ref.decoder(z_p))
+    l_ae = 0.5 * (x_r - x).pow(2).flatten(1).sum(1).mean()
+    kl_real = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
+    l_e = kl_real.mean() + alpha * (hinge(m, kl_written_out(ref.encoder, x_r.detach()))
+                                    + hinge(m, kl_written_out(ref.encoder, x_p.detach()))) + beta * l_ae
+    for g, r in zip(grads["loss/encoder"], torch.autograd.grad(l_e, enc)):
+        assert torch.allclose(g, r, atol=1e-6, rtol=1e-4)
+
+    with torch.no_grad():
+        for p, new in zip(enc, grads["encoder_after_step"]):
+            p.copy_(new)
+    x_r, x_p = torch.sigmoid(ref.decoder(z)), torch.sigmoid(ref.decoder(z_p))
+    l_ae = 0.5 * (x_r - x).pow(2).flatten(1).sum(1).mean()
+    l_g = alpha * (kl_written_out(ref.encoder, x_r).mean() + kl_written_out(ref.encoder, x_p).mean()) + beta * l_ae
+    for g, r in zip(grads["loss/generator"], torch.autograd.grad(l_g, dec)):
+        assert torch.allclose(g, r, atol=1e-6, rtol=1e-4)
+
+
+def test_introvae_ng_matters_for_the_encoder_gradient():
+    """Without ng(.) the hinge's gradient would also reach phi_E through X_r = Dec(Enc(X)): the test
+    above could tell the two apart."""
+    model = make("introvae", margin=50.0, norm="none")
+    x = images(8)
+    torch.manual_seed(1)
+    enc = list(model.encoder.parameters())
+    g_model = torch.autograd.grad(model.loss(Batch(x))["loss/encoder"], enc)
+    torch.manual_seed(1)
+    q = model.encode(x)
+    x_r = model.decode(q.sample())
+    leaky = q.kl().mean() + model.config.alpha * hinge(50.0, kl_written_out(model.encoder, x_r))
+    g_leaky = torch.autograd.grad(leaky, enc)
+    assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(g_model, g_leaky))
+
+
+def test_introvae_simultaneous_update_takes_both_gradients_at_the_same_weights():
+    model = make("introvae", update="simultaneous", norm="none")
+    assert model.update_phases() == (("loss/encoder", "loss/generator"),)
+    x = images(8)
+    torch.manual_seed(3)
+    terms = model.loss(Batch(x))
+    dec = list(model.decoder.parameters())
+    expected = torch.autograd.grad(terms["loss/generator"], dec, retain_graph=True)
+    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8), progress=False)
+    grads = {}
+    original = trainer.optimizers["loss/generator"].step
+    trainer.optimizers["loss/generator"].step = lambda *a, **k: (grads.update(g=[p.grad.clone() for p in dec]),
+                                                                 original(*a, **k))
+    torch.manual_seed(3)
+    trainer.train_step(Batch(x))
+    for g, e in zip(grads["g"], expected):
+        assert torch.allclose(g, e, atol=1e-6, rtol=1e-4)
+
+
+def test_introvae_pretraining_is_a_vae_then_the_margin_switches_on():
+    model = make("introvae", pretrain_epochs=1.0, steps_per_epoch=10, margin=1000.0)
+    b = Batch(images(8))
+    pre = model.loss(b, step=9)
+    assert float(pre["adv/alpha"]) == 0.0
+    assert torch.allclose(pre["loss/encoder"], pre["kl/real"] + model.config.beta * pre["recon"])
+    post = model.loss(Batch(images(8)), step=10)
+    assert float(post["adv/alpha"]) == model.config.alpha
+    assert float(post["adv/hinge_rec"].detach()) > 0  # KLs of generated images sit far below m = 1000
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        make("introvae", pretrain_epochs=1.0).loss(b, step=0)
+
+
+def test_introvae_phase_1_needs_phase_0():
+    with pytest.raises(RuntimeError, match="phase 0"):
+        make("introvae").loss(Batch(images(4)), 0, 1)
+
+
+def test_vaegan_groups_get_the_gradients_of_their_own_losses():
+    """Encoder: beta KL + L_llike; decoder: gamma L_llike + GAN (eq. 2); discriminator: eq. 3 only -
+    the learned similarity never trains the discriminator, so gamma cannot change its gradient."""
+    grads = {}
+    for gamma in (0.0, 5.0):
+        model = make("vaegan", gamma=gamma, norm="none", discriminator_norm="none")
+        torch.manual_seed(2)
+        terms = model.loss(Batch(images(8)))
+        for group, params in model.optim_groups().items():
+            grads[(group, gamma)] = torch.autograd.grad(terms[group], params, retain_graph=True)
+        # the decoder's GAN term really is -log D of both fakes: D(x_p) and D(Dec(Enc(x)))
+        assert float(terms["adv/g"]) > 0
+    same = all(torch.equal(a, b) for a, b in zip(grads[("loss/discriminator", 0.0)], grads[("loss/discriminator", 5.0)]))
+    assert same
+    assert not all(torch.equal(a, b) for a, b in zip(grads[("loss/decoder", 0.0)], grads[("loss/decoder", 5.0)]))
+    assert all(torch.equal(a, b) for a, b in zip(grads[("loss/encoder", 0.0)], grads[("loss/encoder", 5.0)]))
+
+
+def test_vaegan_discriminator_loss_does_not_reach_the_generator():
+    model = make("vaegan", norm="none", discriminator_norm="none")
+    terms = model.loss(Batch(images(8)))
+    grads = torch.autograd.grad(terms["loss/discriminator"], list(model.decoder.parameters()) + list(model.encoder.parameters()),
+                                allow_unused=True)
+    assert all(g is None or not g.abs().any() for g in grads)
+
+
+def test_vaegan_feature_layer_is_checked():
+    with pytest.raises(ConfigError, match="feature_layer"):
+        make("vaegan", feature_layer=7)
+
+
+class _Exploding(GenerativeModel):
+    """A loss that is ~1 for 60 steps, then jumps a million-fold (finite: only the guard sees it)."""
+    config_class = dict
+
+    def __init__(self):
+        super().__init__({}, SHAPE)
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def loss(self, batch, step=0, phase=0):
+        scale = 1.0 if step < 60 else 1e6
+        return {"loss": scale * self.w * batch.x.mean() * 0 + scale * self.w}
+
+
+def test_a_run_that_explodes_stops_with_a_clear_message_and_keeps_its_checkpoint(tmp_path):
+    model = _Exploding()
+    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=100, batch_size=8, lr=1e-6, checkpoint_every=50,
+                                                           log_every=10), tmp_path, progress=False)
+    with pytest.raises(TrainingDiverged, match=r"step 61: 'loss' = [0-9.e+]+ is over 1000 times.*checkpoint \(step 50\)"):
+        trainer.fit()
+    assert (tmp_path / "checkpoints" / "step-00000050" / "model.safetensors").exists()
+    off = Trainer(_Exploding(), _Data(images(16)), TrainConfig(steps=100, batch_size=8, lr=1e-6, explode_factor=0),
+                  progress=False)
+    off.fit()  # the guard can be switched off
+    assert off.step == 100
+
+
+def test_group_lr_sets_each_optimiser_and_refuses_unknown_groups():
+    model = make("vaegan")
+    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-3,
+                                                           group_lr={"loss/discriminator": 2e-4}), progress=False)
+    assert trainer.optimizers["loss/discriminator"].param_groups[0]["lr"] == 2e-4
+    assert trainer.optimizers["loss/decoder"].param_groups[0]["lr"] == 1e-3
+    with pytest.raises(ConfigError, match="loss/critic"):
+        Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, group_lr={"loss/critic": 1e-4}),
+                progress=False)
