@@ -54,15 +54,17 @@ def settings(model: str, size: int, args) -> list[str]:
     net = ["model.architecture=\"resnet\"", f"model.base_channels={args.width}", "model.max_channels=128",
            f"model.latent_dim={args.latent}"]
     steps = args.steps if size == 28 else args.steps_64
-    common = [f"train.batch_size={args.batch}", f"train.steps={steps}", "train.eval_every=0",
+    batch = args.batch if size == 28 else args.batch_64
+    common = [f"train.batch_size={batch}", f"train.steps={steps}", "train.eval_every=0",
               f"train.log_every={max(1, steps // 50)}", f"train.checkpoint_every={max(1, steps // 4)}",
               "train.final_eval_images=2000"]
-    own = []
-    if model == "vae":
-        own = ["model.likelihood=\"bernoulli\""]
-    elif model == "introvae" and size == 64:
-        own = [f"model.margin={args.margin_64}", f"model.beta={args.beta_64}"]
+    own = ["model.likelihood=\"bernoulli\""] if model == "vae" else []
     return net + own + common
+
+
+def registered_name(model: str, size: int) -> str:
+    """IntroVAE's beta multiplies a sum over pixels: 64x64 uses the preset scaled for it."""
+    return "introvae_64" if model == "introvae" and size == 64 else model
 
 
 def mean_sd(values: list[float]) -> str:
@@ -75,25 +77,20 @@ def mean_sd(values: list[float]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=1000, help="steps per 28x28 run (the equal budget)")
-    p.add_argument("--steps-64", type=int, default=300, help="steps per 64x64 run")
+    p.add_argument("--steps", type=int, default=600, help="steps per 28x28 run (the equal budget)")
+    p.add_argument("--steps-64", type=int, default=150, help="steps per 64x64 run")
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch-64", type=int, default=32)
     p.add_argument("--width", type=int, default=16, help="channels at full resolution (the paper: 16)")
     p.add_argument("--latent", type=int, default=32)
-    p.add_argument("--margin-64", type=float, default=None, help="IntroVAE m at 64x64 (default: the preset's)")
-    p.add_argument("--beta-64", type=float, default=None, help="IntroVAE beta at 64x64 (default: the preset's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--sizes", type=int, nargs="+", default=[28, 64])
     p.add_argument("--models", nargs="+", default=list(LABELS))
-    p.add_argument("--samples", type=int, default=5000, help="samples per run for FD, P/R and MS-SSIM")
+    p.add_argument("--samples", type=int, default=5000, help="samples per 28x28 run for FD, P/R and MS-SSIM")
+    p.add_argument("--samples-64", type=int, default=2000, help="samples per 64x64 run")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench-adversarial"))
     args = p.parse_args()
-    from vaekit.models import MODELS
-
-    preset = MODELS["introvae"].preset
-    args.margin_64 = preset.margin if args.margin_64 is None else args.margin_64
-    args.beta_64 = preset.beta if args.beta_64 is None else args.beta_64
     out, runs = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -110,7 +107,7 @@ def main() -> None:
                     if run_dir.exists():
                         shutil.rmtree(run_dir)  # a half-finished earlier attempt
                     data = {"name": "fashion-mnist", **({"size": size} if size != 28 else {})}
-                    cfg = resolve_config(model, overrides=[*settings(model, size, args), f"train.seed={seed}"],
+                    cfg = resolve_config(registered_name(model, size), overrides=[*settings(model, size, args), f"train.seed={seed}"],
                                          base={"data": data})
                     t0 = time.time()
                     try:
@@ -121,7 +118,8 @@ def main() -> None:
                     else:
                         _, m, _ = load_run(run_dir)
                         train, test = load_split(cfg, "train"), load_split(cfg, "test")
-                        q = evaluate_samples(m, train, test, samples=args.samples, pairs=args.samples, seed=seed,
+                        n = args.samples if size == 28 else args.samples_64
+                        q = evaluate_samples(m, train, test, samples=n, pairs=n, seed=seed,
                                              progress=lambda s: print(s, flush=True))
                         record.update({"train_seconds": ev["train_seconds_this_session"],
                                        "ssim": ev["test/ssim"], **q})
@@ -139,15 +137,17 @@ def main() -> None:
              f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
              f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads, no GPU",
-             f"- budget per run: {args.steps} steps at 28x28 / {args.steps_64} at 64x64, batch {args.batch} "
-             f"({args.steps * args.batch / 60000:.2f} / {args.steps_64 * args.batch / 60000:.2f} epochs of the 60,000 "
+             f"- budget per run: {args.steps} steps at batch {args.batch} (28x28) / {args.steps_64} steps at batch "
+             f"{args.batch_64} (64x64): {args.steps * args.batch / 60000:.2f} / {args.steps_64 * args.batch_64 / 60000:.2f} "
+             "epochs of the 60,000 "
              f"training images); seeds {args.seeds}. The paper trains for days on a GPU: this is a "
              "short-budget comparison, not a reproduction of its images.",
              f"- network (all three): IntroVAE's residual encoder/decoder (appendix B) scaled to the image, "
              f"{args.width} channels at full resolution doubling per halving (cap 128), latent {args.latent}; "
              "VAE-GAN adds its conv discriminator. Objectives: each model's registered preset "
-             "(`vaekit models`), VAE with a Bernoulli likelihood.",
-             f"- metrics: {args.samples} samples per run against the 10,000 test images, in eval mode; FD and "
+             "(`vaekit models`: `introvae` at 28x28, `introvae_64` at 64x64), VAE with a Bernoulli likelihood.",
+             f"- metrics: {args.samples} samples per 28x28 run ({args.samples_64} per 64x64 run) against the "
+             "10,000 test images, in eval mode; FD and "
              "precision/recall (k = 3) in the features of vaekit's Fashion-MNIST classifier (not Inception: no "
              "weights offline), MS-SSIM over as many random sample pairs (lower = more diverse), SSIM of 2,000 "
              "test reconstructions. 'real train images' is the same measurement with training images in place "
@@ -163,14 +163,20 @@ def main() -> None:
             ok = [r for r in recs if not r.get("diverged")]
             ref = ref or next((r for r in ok if "reference/train_fd" in r), None)
             col = {k: mean_sd([r[k] for r in ok if k in r]) for k in
-                   ("samples/fd", "samples/precision", "samples/recall", "samples/ms_ssim", "ssim", "train_seconds")}
+                   ("samples/fd", "samples/precision", "samples/recall", "samples/ms_ssim", "ssim")}
+            secs = [r["train_seconds"] for r in ok if "train_seconds" in r]
+            col["train_seconds"] = f"{statistics.mean(secs):.0f}" if secs else "–"
             lines.append(f"| {LABELS[model]} | {col['samples/fd']} | {col['samples/precision']} | "
                          f"{col['samples/recall']} | {col['samples/ms_ssim']} | {col['ssim']} | "
                          f"{len(recs) - len(ok)} of {len(recs)} | {col['train_seconds']} |")
+        means = {m: statistics.mean(v) for m in args.models
+                 if (v := [rows[(size, m, sd)]["samples/fd"] for sd in args.seeds
+                           if "samples/fd" in rows.get((size, m, sd), {})])}
+        order = " < ".join(f"{LABELS[m]} ({v:.2f})" for m, v in sorted(means.items(), key=lambda kv: kv[1]))
         if ref:
             lines.append(f"| real train images | {ref['reference/train_fd']:.3f} | {ref['reference/train_precision']:.3f} | "
                          f"{ref['reference/train_recall']:.3f} | {ref['reference/test_ms_ssim']:.3f} (test images) | | | |")
-        lines.append("")
+        lines += ["", f"Mean FD, best first: {order}." if order else "", ""]
         for model in args.models:
             seed = args.seeds[0]
             rec = rows.get((size, model, seed))

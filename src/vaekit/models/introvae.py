@@ -41,16 +41,19 @@ UPDATES = ("alternating", "simultaneous")
 class IntroVAEConfig:
     latent_dim: int = 32
     alpha: float = 0.25  # weight of the adversarial terms (eq. 11-12); the paper uses 0.25 at every size
-    beta: float = 1.0  # weight of L_AE; larger beta -> sharper reconstructions, needs a larger m (app. D)
-    margin: float = 10.0  # m (eq. 5): the KL generated images are pushed above; slightly above the
-    #                       pre-trained VAE's KL(real) (app. D); the run's report prints that KL
+    beta: float = 10.0  # weight of L_AE; larger beta -> sharper reconstructions, needs a larger m (app. D).
+    #                     L_AE is summed over pixels: keep beta * pixels roughly constant across sizes
+    #                     (the paper: 0.5 at 128 px, 0.0025 at 1024 px); the introvae_64 preset does
+    margin: float = 35.0  # m (eq. 5): the KL generated images are pushed above; slightly above the
+    #                       pre-trained VAE's KL(real) (app. D; ~29 nats for beta 10 on 28x28
+    #                       Fashion-MNIST); the run's report prints that KL
     hinge: str = "batch"  # batch: [m - mean KL]^+ (eq. 11) | sample: mean [m - KL_i]^+
     pretrain_epochs: float = 0.0  # epochs trained as a plain VAE (alpha = 0) first; the paper suggests 1-2
     steps_per_epoch: int = 0  # set by the run from the data and train.batch_size (for pretrain_epochs)
     update: str = "alternating"  # alternating: Algorithm 1 | simultaneous: both gradients, then both steps
     architecture: str = "resnet"  # resnet: appendix B (res-blocks, avg-pool / upsample) | conv
-    base_channels: int = 32  # width at full resolution, doubled per halving (the paper: 16 at 1024 px)
-    max_channels: int = 256  # the paper caps at 512
+    base_channels: int = 16  # width at full resolution, doubled per halving (the paper: 16 at 1024 px)
+    max_channels: int = 128  # the paper caps at 512; 128 keeps 64x64 training practical on a CPU
     norm: str = "batch"
     downsamples: int = 0  # 0 = halve until the map is at most 7 pixels
 

@@ -45,7 +45,10 @@ register("residual_vae", MultiStageVAE, residual_vae_preset(),
 register("msvae", MultiStageVAE, msvae_preset(),
          "Multi-stage VAE: likelihood on the coarse output, l1 refine loss on the refined one (eq. 2.12); "
          "any number of stages via model.stages")
-register("introvae", IntroVAE, IntroVAEConfig())
+register("introvae", IntroVAE, IntroVAEConfig(),
+         "IntroVAE: the encoder tells real from generated images by its KL (Algorithm 1); settings tested on 28x28")
+register("introvae_64", IntroVAE, IntroVAEConfig(beta=2.0),
+         "IntroVAE with beta scaled for 64x64 images (beta * pixels as at 28x28, the same margin m = 35)")
 register("vaegan", VAEGAN, VAEGANConfig())
 
 
