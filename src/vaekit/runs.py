@@ -6,6 +6,7 @@
     runs/vae1/eval.jsonl         quick test-set evaluations during training
     runs/vae1/evaluation.json    the final test-set evaluation
     runs/vae1/loss_curves.png, reconstructions.png, samples.png, interpolations.png
+    runs/vae1/training_curves.png  the model's own figure, when it has one (IntroVAE's KLs vs. m)
     runs/vae1/report.md          a page a person reads first
     runs/vae1/checkpoints/       safetensors + JSON (see train/checkpoint.py)
 
