@@ -287,3 +287,23 @@ def test_vaegan_trains_from_the_command_line_with_a_group_learning_rate(tmp_path
     code, _, err = run(capsys, "train", "vaegan", "--data", "digits", "--steps", "10", "--out", str(tmp_path / "g2"),
                        *TINY_SETS, "--set", 'train.group_lr={"loss/generator" = 2e-4}')
     assert code == 2 and "loss/generator" in err and not (tmp_path / "g2").exists()
+
+
+def test_evaluate_with_local_inception_weights_adds_fid(digits_run, capsys, monkeypatch, tmp_path):
+    """The wiring of --inception (the real network is tested in test_inception.py; a 299x299 pass over
+    the test split is too slow for the suite): features stand in for Inception's, FID is their FD."""
+    import vaekit.metrics.inception as inception
+
+    monkeypatch.setattr(inception, "load_fid_inception", lambda path: torch.nn.Identity())
+    monkeypatch.setattr(inception, "inception_features",
+                        lambda net, images, batch_size=50: (images.batch(torch.arange(len(images))) if hasattr(images, "batch")
+                                                            else images).flatten(1).double())
+    weights = tmp_path / "fid.safetensors"
+    weights.write_bytes(b"stand-in")
+    code, out, _ = run(capsys, "evaluate", str(digits_run), "--json", "--iw-samples", "0", "--samples", "100",
+                       "--pairs", "50", "--inception", str(weights))
+    assert code == 0
+    result = json.loads(out)
+    assert result["samples/fid"] > result["reference/train_fid"] >= 0
+    code, _, err = run(capsys, "evaluate", str(digits_run), "--samples", "0", "--inception", str(weights))
+    assert code == 2 and "--inception" in err

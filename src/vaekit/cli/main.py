@@ -93,6 +93,7 @@ def _count(text: str, name: str) -> int | None:
 
 def _cmd_evaluate(args) -> int:
     from ..metrics import dataset_mean_image, evaluate_disentanglement, evaluate_model, evaluate_samples
+    from ..metrics.likelihood import supports_likelihood
     from ..runs import load_run, load_split
 
     if args.samples and (args.samples < 2 or args.pairs < 1):
@@ -107,7 +108,8 @@ def _cmd_evaluate(args) -> int:
     n_iw = _count(args.iw_images, "--iw-images")
     shown = len(test) if n_images is None else min(n_images, len(test))
     iw_note = (f"; IWAE bound with K={args.iw_samples} on {shown if n_iw is None else min(n_iw, shown)} of them"
-               if args.iw_samples > 0 else "")
+               if args.iw_samples > 0 and supports_likelihood(model) else
+               "; no IWAE bound (this model has no likelihood p(x|z))" if args.iw_samples > 0 else "")
     print(f"evaluating {cfg.model_name} on {shown} {cfg.data.name} test images{iw_note} ...", file=sys.stderr)
     result = evaluate_model(model, test, train_mean=train_mean, iw_samples=args.iw_samples,
                             iw_images=n_iw, max_images=n_images, batch_size=args.batch_size,
