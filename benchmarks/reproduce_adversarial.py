@@ -177,6 +177,13 @@ def main() -> None:
             lines.append(f"| real train images | {ref['reference/train_fd']:.3f} | {ref['reference/train_precision']:.3f} | "
                          f"{ref['reference/train_recall']:.3f} | {ref['reference/test_ms_ssim']:.3f} (test images) | | | |")
         lines += ["", f"Mean FD, best first: {order}." if order else "", ""]
+        for seed in args.seeds:  # IntroVAE's Theorem-1 balance, as each run's report states it
+            rec = rows.get((size, "introvae", seed))
+            report = Path(rec["run"]) / "report.md" if rec else None
+            if report is not None and report.exists():
+                lines += [f"- IntroVAE seed {seed}: " + line[2:] for line in report.read_text().splitlines()
+                          if line.startswith("- Last 10% of training")]
+        lines.append("")
         for model in args.models:
             seed = args.seeds[0]
             rec = rows.get((size, model, seed))
