@@ -171,7 +171,7 @@ class Trainer:
             level, count = self._levels.get(k, (v, 0))
             if count >= 50 and v > factor * (level + 1.0):
                 raise TrainingDiverged(
-                    f"training diverged at step {self.step + 1}: {k!r} = {float(terms[k]):.4g} is over "
+                    f"training diverged at step {self.step + 1}: {k!r} = {float(terms[k].detach()):.4g} is over "
                     f"{factor:g} times its running level {level:.4g}{self._checkpoint_note()}. Lower train.lr (or "
                     "train.group_lr for the adversarial group), set train.grad_clip, or raise "
                     "train.explode_factor if this growth is expected.")
