@@ -241,3 +241,15 @@ def test_group_lr_sets_each_optimiser_and_refuses_unknown_groups():
     with pytest.raises(ConfigError, match="loss/critic"):
         Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, group_lr={"loss/critic": 1e-4}),
                 progress=False)
+
+
+@pytest.mark.parametrize("real, rec, sample, verdict", [
+    (28.0, 38.0, 36.0, "balanced"), (30.5, 32.5, 32.0, "weakly separated"), (40.0, 30.0, 31.0, "does not tell"),
+    (36.0, 40.0, 41.0, "above m")])
+def test_introvae_report_judges_the_theorem_1_balance(real, rec, sample, verdict):
+    model = make("introvae", margin=35.0, pretrain_epochs=1.0, steps_per_epoch=10)
+    rows = [{"step": s, "kl/real": 20.0 + s / 100, "kl/rec": 20.0, "kl/sample": 20.0} for s in range(1, 11)]
+    rows += [{"step": s, "kl/real": real, "kl/rec": rec, "kl/sample": sample} for s in range(11, 40)]
+    pre, post = model.report_notes(rows)
+    assert "pre-training (10 steps): 20.10 nats" in pre and "BELOW" not in pre  # m = 35 lies above it
+    assert verdict in post

@@ -183,11 +183,17 @@ class IntroVAE(GenerativeModel):
         if post:
             tail = post[-max(1, len(post) // 10):]
             real, rec, smp = (sum(r[k] for r in tail) / len(tail) for k in ("kl/real", "kl/rec", "kl/sample"))
-            state = ("balanced as Theorem 1 expects (KL(real) below m, generated KLs near m)"
-                     if real < c.margin and min(rec, smp) > 0.5 * c.margin else
-                     "KL(real) is not below the generated KLs / the margin: the encoder is not telling real "
-                     "from generated images; lower m or beta, or raise alpha" if real >= min(rec, smp) else
-                     "generated KLs far below m: the generator wins easily; consider a larger m")
+            gap = min(rec, smp) - real
+            if gap <= 0:
+                state = ("KL(real) is not below the generated KLs: the encoder does not tell real from generated "
+                         "images; lower m or beta, or raise alpha")
+            elif real >= c.margin:
+                state = "KL(real) sits above m: raise m a little above KL(real) (appendix D)"
+            elif gap < 0.5 * (c.margin - real):
+                state = ("weakly separated: the generated KLs are barely above KL(real) and below m; train "
+                         "longer, or check m against the pre-trained KL")
+            else:
+                state = "balanced as Theorem 1 expects (KL(real) below m, generated KLs pushed up towards m)"
             notes.append(f"Last 10% of training: KL(real) {real:.2f}, KL(rec) {rec:.2f}, KL(sample) {smp:.2f} "
                          f"vs m = {c.margin:g}: {state}.")
         return notes
