@@ -34,6 +34,7 @@ def save_png(path: str | Path, array: np.ndarray, scale: int = 1) -> Path:
         array = array.repeat(scale, 0).repeat(scale, 1)
     img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
     os.close(fd)
     try:
         img.save(tmp, format="PNG")
@@ -84,6 +85,7 @@ def _save_figure(fig, path: str | Path) -> Path:
 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, format="png")

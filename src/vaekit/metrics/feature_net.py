@@ -208,6 +208,7 @@ def save_feature_net(net: FeatureNet, info: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
     os.close(fd)
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}

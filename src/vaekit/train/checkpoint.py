@@ -44,6 +44,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write under a temporary name, then rename: readers see the old file or the new one, whole."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
