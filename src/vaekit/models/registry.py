@@ -48,7 +48,7 @@ register("msvae", MultiStageVAE, msvae_preset(),
 register("introvae", IntroVAE, IntroVAEConfig(),
          "IntroVAE: the encoder tells real from generated images by its KL (Algorithm 1); settings tested on 28x28")
 register("introvae_64", IntroVAE, IntroVAEConfig(beta=2.0),
-         "IntroVAE with beta scaled for 64x64 images (beta * pixels as at 28x28, the same margin m = 35)")
+         "IntroVAE with beta scaled for 64x64 images (beta * pixels as at 28x28, m = 35; not yet validated, see README)")
 register("vaegan", VAEGAN, VAEGANConfig())
 
 
