@@ -69,20 +69,24 @@ def plot_panels(rows: list[dict], panels: list[tuple[str, list[str], dict[str, f
                 ax.plot(*zip(*pts), label=key, lw=1.4)
         for label, value in lines.items():
             ax.axhline(value, color="k", ls="--", lw=1, label=label)
-        ax.set_xlabel("step")
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _style_axis(ax, name)
+    return _save_figure(fig, path, title)
+
+
+def _style_axis(ax, name: str) -> None:
+    ax.set_xlabel("step")
+    ax.set_title(name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save_figure(fig, path: str | Path, title: str = "") -> Path:
+    """Title and lay out a matplotlib figure, write it atomically (temp file + rename), close it."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save_figure(fig, path)
-
-
-def _save_figure(fig, path: str | Path) -> Path:
-    """Write a matplotlib figure atomically (temp file + rename) and close it."""
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
@@ -115,11 +119,5 @@ def plot_curves(rows: list[dict], keys: list[str], path: str | Path, title: str 
                 pts = [(r["step"], r[ek]) for r in eval_rows if ek in r]
                 if pts:
                     ax.plot(*zip(*pts), "o--", label=ek, ms=4)
-        ax.set_xlabel("step")
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save_figure(fig, path)
+        _style_axis(ax, key)
+    return _save_figure(fig, path, title)

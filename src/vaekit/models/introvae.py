@@ -27,12 +27,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..distributions import DiagonalGaussian
 from ..errors import ConfigError
-from ..nn import ARCHITECTURES, make_decoder, make_encoder
+from ..nn import check_network_settings
 from ..objectives.image_losses import l2_loss
 from ..objectives.introspective import HINGES, kl_margin_hinge
-from .base import Batch, GenerativeModel
+from .base import Batch
+from .vae import GaussianAutoencoder
 
 UPDATES = ("alternating", "simultaneous")
 
@@ -58,8 +58,7 @@ class IntroVAEConfig:
     downsamples: int = 0  # 0 = halve until the map is at most 7 pixels
 
     def __post_init__(self):
-        if self.latent_dim < 1:
-            raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        check_network_settings(self)
         if self.alpha < 0 or self.beta <= 0 or self.margin <= 0:
             raise ConfigError("model.alpha must be >= 0, model.beta and model.margin > 0 "
                               f"(got {self.alpha}, {self.beta}, {self.margin})")
@@ -67,34 +66,18 @@ class IntroVAEConfig:
             raise ConfigError(f"model.hinge must be one of {', '.join(HINGES)}, got {self.hinge!r}")
         if self.update not in UPDATES:
             raise ConfigError(f"model.update must be one of {', '.join(UPDATES)}, got {self.update!r}")
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
         if self.pretrain_epochs < 0 or self.steps_per_epoch < 0:
             raise ConfigError("model.pretrain_epochs and model.steps_per_epoch must be >= 0")
-        if self.base_channels < 1 or self.max_channels < self.base_channels:
-            raise ConfigError("model.base_channels must be >= 1 and <= model.max_channels")
-        if self.norm not in ("batch", "none"):
-            raise ConfigError(f"model.norm must be 'batch' or 'none', got {self.norm!r}")
-        if self.downsamples < 0:
-            raise ConfigError(f"model.downsamples must be >= 0, got {self.downsamples}")
 
     @property
     def pretrain_steps(self) -> int:
         return round(self.pretrain_epochs * self.steps_per_epoch)
 
 
-class IntroVAE(GenerativeModel):
+class IntroVAE(GaussianAutoencoder):
     description = "IntroVAE: the encoder discriminates real from generated images by its KL (Algorithm 1)"
     paper = "Huang et al. 2018, IntroVAE: Introspective Variational Autoencoders for Photographic Image Synthesis"
     config_class = IntroVAEConfig
-
-    def __init__(self, config: IntroVAEConfig, image_shape):
-        super().__init__(config, image_shape)
-        c = config
-        self.encoder = make_encoder(c.architecture, image_shape, 2 * c.latent_dim, c.base_channels,
-                                    c.max_channels, c.norm, c.downsamples)
-        self.decoder = make_decoder(c.architecture, c.latent_dim, image_shape, c.base_channels,
-                                    c.max_channels, c.norm, c.downsamples)
 
     # --- optimisation -------------------------------------------------------------------
     def optim_groups(self):
@@ -150,17 +133,6 @@ class IntroVAE(GenerativeModel):
             kl_rec, kl_sample = self._kl(x_r), self._kl(x_p)
             terms["loss/generator"] = alpha * (kl_rec.mean() + kl_sample.mean()) + c.beta * l_ae
         return terms
-
-    # --- use ----------------------------------------------------------------------------
-    def encode(self, x: Tensor) -> DiagonalGaussian:
-        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, D) each
-        return DiagonalGaussian(mu, logvar)
-
-    def decode(self, z: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder(z))  # (B, C, H, W) in [0, 1]
-
-    def prior_sample(self, n: int) -> Tensor:
-        return torch.randn(n, self.config.latent_dim, device=self.device)
 
     # --- the run folder -------------------------------------------------------------------
     def curve_panels(self) -> list[tuple[str, list[str], dict[str, float]]]:

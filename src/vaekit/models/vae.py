@@ -19,7 +19,7 @@ from torch import Tensor
 from ..distributions import DiagonalGaussian
 from ..errors import ConfigError
 from ..likelihoods import LIKELIHOODS, make_likelihood
-from ..nn import ARCHITECTURES, make_decoder, make_encoder
+from ..nn import check_network_settings, make_decoder, make_encoder
 from ..objectives.total_correlation import ESTIMATORS, beta_tc_penalty
 from .base import Batch, GenerativeModel
 
@@ -44,22 +44,13 @@ class VAEConfig:
     dataset_size: int = 0  # tc only: N of the estimators; 0 = the training set's size, set by the run
 
     def __post_init__(self):
-        if self.latent_dim < 1:
-            raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        check_network_settings(self)
         if self.beta < 0:
             raise ConfigError(f"model.beta must be >= 0, got {self.beta}")
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"model.likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         if not self.scale > 0:
             raise ConfigError(f"model.scale must be > 0, got {self.scale}")
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
-        if self.base_channels < 1 or self.max_channels < self.base_channels:
-            raise ConfigError("model.base_channels must be >= 1 and <= model.max_channels")
-        if self.norm not in ("batch", "none"):
-            raise ConfigError(f"model.norm must be 'batch' or 'none', got {self.norm!r}")
-        if self.downsamples < 0:
-            raise ConfigError(f"model.downsamples must be >= 0, got {self.downsamples}")
         if self.prior_term not in ("kl", "tc"):
             raise ConfigError(f"model.prior_term must be 'kl' or 'tc', got {self.prior_term!r}")
         if self.tc_estimator not in ESTIMATORS:
@@ -69,18 +60,40 @@ class VAEConfig:
 
 
 class ConvAutoencoderBase(GenerativeModel):
-    """Shared parts: an encoder emitting `code_width_factor * latent_dim` features, a decoder, a likelihood."""
+    """An encoder emitting `code_width_factor * latent_dim` features and a decoder emitting raw image
+    parameters, built from the shared network settings (`nn.check_network_settings`). The decoded
+    mean image is sigmoid(decoder(z)) unless a subclass decodes through a likelihood."""
 
     code_width_factor = 1  # features per latent dimension the encoder emits
 
-    def __init__(self, config: VAEConfig, image_shape):
+    def __init__(self, config, image_shape):
         super().__init__(config, image_shape)
         c = config
         self.encoder = make_encoder(c.architecture, image_shape, self.code_width_factor * c.latent_dim,
                                     c.base_channels, c.max_channels, c.norm, c.downsamples)
         self.decoder = make_decoder(c.architecture, c.latent_dim, image_shape, c.base_channels, c.max_channels,
                                     c.norm, c.downsamples)
-        self.likelihood = make_likelihood(c.likelihood, c.scale, c.learn_scale)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return torch.sigmoid(self.decoder(z))  # (B, C, H, W) in [0, 1]
+
+
+class GaussianAutoencoder(ConvAutoencoderBase):
+    """q(z|x) = N(mu, diag exp(logvar)) from the encoder and the prior N(0, I): what VAE, IntroVAE and
+    VAE-GAN share; they differ in their objectives and parameter groups."""
+
+    code_width_factor = 2  # mu and logvar
+
+    def encode(self, x: Tensor) -> DiagonalGaussian:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, D) each
+        return DiagonalGaussian(mu, logvar)
+
+    def prior_sample(self, n: int) -> Tensor:
+        return torch.randn(n, self.config.latent_dim, device=self.device)  # p(z) = N(0, I)
+
+
+class LikelihoodDecoder:
+    """Mixin: decode and score through `self.likelihood` (a probabilistic decoder p(x|z))."""
 
     def decode(self, z: Tensor) -> Tensor:
         return self.likelihood.mean(self.decoder(z))
@@ -90,15 +103,14 @@ class ConvAutoencoderBase(GenerativeModel):
         return self.likelihood.log_prob(self.decoder(z), x)
 
 
-class VAE(ConvAutoencoderBase):
+class VAE(LikelihoodDecoder, GaussianAutoencoder):
     description = "Variational autoencoder; beta > 1 gives beta-VAE"
     paper = "Kingma & Welling 2014, Auto-Encoding Variational Bayes; Higgins et al. 2017, beta-VAE"
     config_class = VAEConfig
-    code_width_factor = 2  # mu and logvar
 
-    def encode(self, x: Tensor) -> DiagonalGaussian:
-        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, D) each
-        return DiagonalGaussian(mu, logvar)
+    def __init__(self, config: VAEConfig, image_shape):
+        super().__init__(config, image_shape)
+        self.likelihood = make_likelihood(config.likelihood, config.scale, config.learn_scale)
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         q = self.encode(batch.x)
@@ -118,9 +130,6 @@ class VAE(ConvAutoencoderBase):
             terms.update({f"tc/{k}": parts[k].mean() for k in ("mi", "tc", "dwkl")})
         return terms, self.likelihood.mean(params)
 
-    def prior_sample(self, n: int) -> Tensor:
-        return torch.randn(n, self.config.latent_dim, device=self.device)  # p(z) = N(0, I)
-
 
 @dataclass(frozen=True)
 class AEConfig(VAEConfig):
@@ -132,7 +141,7 @@ class AEConfig(VAEConfig):
             raise ConfigError(f"model.code_momentum must lie in (0, 1], got {self.code_momentum}")
 
 
-class AE(ConvAutoencoderBase):
+class AE(LikelihoodDecoder, ConvAutoencoderBase):
     """Deterministic autoencoder trained on -log p(x|z). It has no prior, so `sample` draws from a
     diagonal Gaussian fitted to the training codes (running mean/variance, like batch norm's)."""
 
@@ -143,6 +152,7 @@ class AE(ConvAutoencoderBase):
 
     def __init__(self, config: AEConfig, image_shape):
         super().__init__(config, image_shape)
+        self.likelihood = make_likelihood(config.likelihood, config.scale, config.learn_scale)
         self.register_buffer("code_mean", torch.zeros(config.latent_dim))
         self.register_buffer("code_var", torch.ones(config.latent_dim))
 

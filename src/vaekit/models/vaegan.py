@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..distributions import DiagonalGaussian
 from ..errors import ConfigError
-from ..nn import ARCHITECTURES, ConvEncoder, make_decoder, make_encoder
+from ..nn import ConvEncoder, check_network_settings
 from ..objectives.adversarial import discriminator_loss, generator_loss
 from ..objectives.image_losses import l2_loss
-from .base import Batch, GenerativeModel
+from .base import Batch
+from .vae import GaussianAutoencoder
 
 
 @dataclass(frozen=True)
@@ -43,34 +43,24 @@ class VAEGANConfig:
     downsamples: int = 0
 
     def __post_init__(self):
-        if self.latent_dim < 1:
-            raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        check_network_settings(self)
+        if self.discriminator_channels < 1:
+            raise ConfigError(f"model.discriminator_channels must be >= 1, got {self.discriminator_channels}")
+        if self.discriminator_norm not in ("batch", "none"):
+            raise ConfigError(f"model.discriminator_norm must be 'batch' or 'none', got {self.discriminator_norm!r}")
         for name in ("beta", "gamma", "adversarial_weight", "pixel_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
-        if self.base_channels < 1 or self.max_channels < self.base_channels or self.discriminator_channels < 1:
-            raise ConfigError("model.base_channels and discriminator_channels must be >= 1, base <= max_channels")
-        for name in ("norm", "discriminator_norm"):
-            if getattr(self, name) not in ("batch", "none"):
-                raise ConfigError(f"model.{name} must be 'batch' or 'none', got {getattr(self, name)!r}")
-        if self.downsamples < 0:
-            raise ConfigError(f"model.downsamples must be >= 0, got {self.downsamples}")
 
 
-class VAEGAN(GenerativeModel):
+class VAEGAN(GaussianAutoencoder):
     description = "VAE-GAN: reconstruction in a discriminator's features (learned similarity), GAN loss on samples"
     paper = "Larsen et al. 2016, Autoencoding beyond pixels using a learned similarity metric"
     config_class = VAEGANConfig
 
     def __init__(self, config: VAEGANConfig, image_shape):
-        super().__init__(config, image_shape)
+        super().__init__(config, image_shape)  # encoder and decoder
         c = config
-        self.encoder = make_encoder(c.architecture, image_shape, 2 * c.latent_dim, c.base_channels,
-                                    c.max_channels, c.norm, c.downsamples)
-        self.decoder = make_decoder(c.architecture, c.latent_dim, image_shape, c.base_channels,
-                                    c.max_channels, c.norm, c.downsamples)
         self.discriminator = ConvEncoder(image_shape, 1, c.discriminator_channels, c.max_channels,
                                          c.discriminator_norm, downsamples=c.downsamples)
         stages = sum(isinstance(m, torch.nn.LeakyReLU) for m in self.discriminator.features)
@@ -110,16 +100,6 @@ class VAEGAN(GenerativeModel):
             "adv/d_rec": d_tilde.mean(),
             "adv/D(x)": torch.sigmoid(real_logit).mean(), "adv/D(x_p)": torch.sigmoid(p_logit).mean(),
         }
-
-    def encode(self, x: Tensor) -> DiagonalGaussian:
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return DiagonalGaussian(mu, logvar)
-
-    def decode(self, z: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder(z))
-
-    def prior_sample(self, n: int) -> Tensor:
-        return torch.randn(n, self.config.latent_dim, device=self.device)
 
     def curve_panels(self) -> list[tuple[str, list[str], dict[str, float]]]:
         return [("discriminator's view", ["adv/D(x)", "adv/D(x_p)"], {"chance": 0.5}),

@@ -44,8 +44,15 @@ def _pool_sizes(size: int, n: int) -> list[int]:
     return sizes
 
 
-def _widths(n: int, base: int, cap: int) -> list[int]:
-    return [min(base * 2**i, cap) for i in range(n + 1)]
+def _plan(image_shape, base: int, cap: int, downsamples: int | None, min_size: int):
+    """Halvings n, widths per level (n + 1), and the map sizes per level: shared by encoder and
+    generator so the generator upsamples back to exactly the sizes the encoder saw."""
+    _, h, w = image_shape
+    n = _check_downsamples(h, w, downsamples, min_size)
+    hs, ws = _pool_sizes(h, n), _pool_sizes(w, n)
+    if min(hs[-1], ws[-1]) < 1:
+        raise ConfigError(f"{n} poolings are too many for {h}x{w} images")
+    return n, [min(base * 2**i, cap) for i in range(n + 1)], hs, ws
 
 
 class ResEncoder(nn.Module):
@@ -54,12 +61,8 @@ class ResEncoder(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], out_features: int, base_channels: int = 16,
                  max_channels: int = 256, norm: str = "batch", downsamples: int | None = None, min_size: int = 7):
         super().__init__()
-        c, h, w = image_shape
-        n = _check_downsamples(h, w, downsamples, min_size)
-        widths = _widths(n, base_channels, max_channels)
-        hs, ws = _pool_sizes(h, n), _pool_sizes(w, n)
-        if min(hs[-1], ws[-1]) < 1:
-            raise ConfigError(f"{n} poolings are too many for {h}x{w} images")
+        c = image_shape[0]
+        n, widths, hs, ws = _plan(image_shape, base_channels, max_channels, downsamples, min_size)
         layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 5, padding=2, bias=norm == "none"),
                                    _norm(norm, widths[0]), nn.LeakyReLU(0.2)]
         for i in range(n):
@@ -79,10 +82,8 @@ class ResDecoder(nn.Module):
     def __init__(self, in_features: int, image_shape: tuple[int, int, int], base_channels: int = 16,
                  max_channels: int = 256, norm: str = "batch", downsamples: int | None = None, min_size: int = 7):
         super().__init__()
-        c, h, w = image_shape
-        n = _check_downsamples(h, w, downsamples, min_size)
-        widths = _widths(n, base_channels, max_channels)
-        hs, ws = _pool_sizes(h, n), _pool_sizes(w, n)
+        c = image_shape[0]
+        n, widths, hs, ws = _plan(image_shape, base_channels, max_channels, downsamples, min_size)
         self.start_shape = (widths[-1], hs[-1], ws[-1])
         self.head = nn.Sequential(nn.Linear(in_features, widths[-1] * hs[-1] * ws[-1]), nn.ReLU())
         layers: list[nn.Module] = [ResBlock(widths[-1], widths[-1], norm)]
