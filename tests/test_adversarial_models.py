@@ -170,6 +170,17 @@ def test_introvae_pretraining_is_a_vae_then_the_margin_switches_on():
         make("introvae", pretrain_epochs=1.0).loss(b, step=0)
 
 
+def test_introvae_64_preset_scales_beta_by_pixels_and_pretrains_before_the_game():
+    """The tested 64x64 defaults (benchmarks/results/adversarial.md): L_AE sums over pixels, so beta * pixels
+    stays as at 28x28 (within 5%), the margin is the same, and the game starts after VAE pre-training."""
+    small, large = model_config("introvae"), model_config("introvae_64")
+    assert abs(large.beta * 64 * 64 / (small.beta * 28 * 28) - 1) < 0.05
+    assert large.margin == small.margin and large.alpha == small.alpha
+    assert small.pretrain_epochs == 0 and large.pretrain_epochs > 0
+    model = build_model("introvae_64", model_config("introvae_64", {**TINY, "steps_per_epoch": 100}), SHAPE)
+    assert float(model.loss(Batch(images(4)), step=large.pretrain_epochs * 100 - 1)["adv/alpha"]) == 0.0
+
+
 def test_introvae_phase_1_needs_phase_0():
     with pytest.raises(RuntimeError, match="phase 0"):
         make("introvae").loss(Batch(images(4)), 0, 1)

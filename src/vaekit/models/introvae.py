@@ -43,7 +43,8 @@ class IntroVAEConfig:
     alpha: float = 0.25  # weight of the adversarial terms (eq. 11-12); the paper uses 0.25 at every size
     beta: float = 10.0  # weight of L_AE; larger beta -> sharper reconstructions, needs a larger m (app. D).
     #                     L_AE is summed over pixels: keep beta * pixels roughly constant across sizes
-    #                     (the paper: 0.5 at 128 px, 0.0025 at 1024 px); the introvae_64 preset does
+    #                     (the paper: 0.5 at 128 px, 0.0025 at 1024 px); the introvae_64 preset does,
+    #                     and pre-trains 0.1 epoch (its pre-trained KL(real) is ~22 nats, below m = 35)
     margin: float = 35.0  # m (eq. 5): the KL generated images are pushed above; slightly above the
     #                       pre-trained VAE's KL(real) (app. D; ~29 nats for beta 10 on 28x28
     #                       Fashion-MNIST); the run's report prints that KL

@@ -47,8 +47,9 @@ register("msvae", MultiStageVAE, msvae_preset(),
          "any number of stages via model.stages")
 register("introvae", IntroVAE, IntroVAEConfig(),
          "IntroVAE: the encoder tells real from generated images by its KL (Algorithm 1); settings tested on 28x28")
-register("introvae_64", IntroVAE, IntroVAEConfig(beta=2.0),
-         "IntroVAE with beta scaled for 64x64 images (beta * pixels as at 28x28, m = 35; not yet validated, see README)")
+register("introvae_64", IntroVAE, IntroVAEConfig(beta=2.0, pretrain_epochs=0.1),
+         "IntroVAE for 64x64 images: beta scaled to 2 (beta * pixels as at 28x28), m = 35, 0.1 epoch of VAE "
+         "pre-training (alpha = 0) first; settings tested on 64x64")
 register("vaegan", VAEGAN, VAEGANConfig())
 
 
