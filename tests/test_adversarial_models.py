@@ -218,15 +218,16 @@ def test_vaegan_feature_layer_is_checked():
 
 
 class _Exploding(GenerativeModel):
-    """A loss that is ~1 for 60 steps, then jumps a million-fold (finite: only the guard sees it)."""
+    """A loss that is ~1 until step `at`, then jumps `jump`-fold (finite: only the guard sees it)."""
     config_class = dict
 
-    def __init__(self):
+    def __init__(self, at=60, jump=1e6):
         super().__init__({}, SHAPE)
         self.w = torch.nn.Parameter(torch.ones(()))
+        self.at, self.jump = at, jump
 
     def loss(self, batch, step=0, phase=0):
-        scale = 1.0 if step < 60 else 1e6
+        scale = 1.0 if step < self.at else self.jump
         return {"loss": scale * self.w * batch.x.mean() * 0 + scale * self.w}
 
 
@@ -241,6 +242,17 @@ def test_a_run_that_explodes_stops_with_a_clear_message_and_keeps_its_checkpoint
                   progress=False)
     off.fit()  # the guard can be switched off
     assert off.step == 100
+
+
+def test_the_guard_stops_a_blow_up_in_the_first_steps_but_not_ordinary_warm_up_noise(tmp_path):
+    """IntroVAE at 64x64 from random weights once reached KL(rec) ~ 1e12 in its third step: caught in
+    warm-up by factor**2; a 500-fold rise there (losses still settling) is not."""
+    config = TrainConfig(steps=20, batch_size=8, lr=1e-6, log_every=5)
+    with pytest.raises(TrainingDiverged, match=r"step 3: 'loss' = [0-9.e+]+ is over 1e\+06 times"):
+        Trainer(_Exploding(at=2, jump=1e12), _Data(images(16)), config, progress=False).fit()
+    calm = Trainer(_Exploding(at=2, jump=500.0), _Data(images(16)), config, progress=False)
+    calm.fit()
+    assert calm.step == 20
 
 
 def test_group_lr_sets_each_optimiser_and_refuses_unknown_groups():

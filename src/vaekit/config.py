@@ -53,7 +53,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
     explode_factor: float = 1000.0  # stop when an optimised loss exceeds this many times its running
-    #                                 level (adversarial runs that blow up); 0 = only non-finite stops
+    #                                 level (adversarial runs that blow up; its square in the first 50
+    #                                 steps); 0 = only non-finite stops
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "eval_images"):

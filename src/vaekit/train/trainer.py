@@ -159,8 +159,9 @@ class Trainer:
 
     def _check_exploding(self, terms: dict[str, Tensor]) -> None:
         """Stop when an optimised total jumps far above its running level: adversarial training that
-        blows up usually does so over a few steps before anything turns non-finite. Warm-up: the
-        first 50 steps only record (losses fall fastest there)."""
+        blows up usually does so over a few steps before anything turns non-finite. Warm-up: for the
+        first 50 steps losses fall fastest and the level is still forming, so only a jump of factor**2
+        stops the run there (an adversarial game that blows up from random weights in its first steps)."""
         factor = self.config.explode_factor
         if not factor:
             return
@@ -169,10 +170,11 @@ class Trainer:
                 continue
             v = abs(float(terms[k].detach()))
             level, count = self._levels.get(k, (v, 0))
-            if count >= 50 and v > factor * (level + 1.0):
+            limit = factor if count >= 50 else factor * factor
+            if count >= 1 and v > limit * (level + 1.0):
                 raise TrainingDiverged(
                     f"training diverged at step {self.step + 1}: {k!r} = {float(terms[k].detach()):.4g} is over "
-                    f"{factor:g} times its running level {level:.4g}{self._checkpoint_note()}. Lower train.lr (or "
+                    f"{limit:g} times its running level {level:.4g}{self._checkpoint_note()}. Lower train.lr (or "
                     "train.group_lr for the adversarial group), set train.grad_clip, or raise "
                     "train.explode_factor if this growth is expected.")
             rate = 1.0 / min(count + 1, 100)  # running mean over the first 100 steps, then an EMA
