@@ -245,8 +245,8 @@ def test_a_run_that_explodes_stops_with_a_clear_message_and_keeps_its_checkpoint
 
 
 def test_the_guard_stops_a_blow_up_in_the_first_steps_but_not_ordinary_warm_up_noise(tmp_path):
-    """IntroVAE at 64x64 from random weights once reached KL(rec) ~ 1e12 in its third step: caught in
-    warm-up by factor**2; a 500-fold rise there (losses still settling) is not."""
+    """A million-fold jump inside the 50-step warm-up is caught (factor**2); a 500-fold rise there, while
+    losses are still settling, is not."""
     config = TrainConfig(steps=20, batch_size=8, lr=1e-6, log_every=5)
     with pytest.raises(TrainingDiverged, match=r"step 3: 'loss' = [0-9.e+]+ is over 1e\+06 times"):
         Trainer(_Exploding(at=2, jump=1e12), _Data(images(16)), config, progress=False).fit()
@@ -276,3 +276,15 @@ def test_introvae_report_judges_the_theorem_1_balance(real, rec, sample, verdict
     pre, post = model.report_notes(rows)
     assert "pre-training (10 steps): 20.10 nats" in pre and "BELOW" not in pre  # m = 35 lies above it
     assert verdict in post
+
+
+def test_introvae_report_flags_a_game_that_blew_up_early():
+    """The logged KLs of a 64x64 run started from random weights at lr 1e-3 (no pre-training)."""
+    model = make("introvae", margin=35.0)
+    rows = [{"step": 1, "kl/real": 14.8, "kl/rec": 19.3, "kl/sample": 19.4},
+            {"step": 2, "kl/real": 4.2e5, "kl/rec": 1.6e13, "kl/sample": 5.9e6},
+            *({"step": s, "kl/real": 30.0, "kl/rec": 40.0, "kl/sample": 38.0} for s in range(3, 40))]
+    notes = model.report_notes(rows)
+    assert any("kl/real reached 4.2e+05 nats (logged at step 2)" in n and "blew up" in n for n in notes)
+    calm = [r for r in rows if r["step"] != 2]
+    assert not any("blew up" in n for n in model.report_notes(calm))

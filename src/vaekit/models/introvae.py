@@ -152,6 +152,13 @@ class IntroVAE(GaussianAutoencoder):
             notes.append(f"KL(real) at the end of VAE pre-training ({c.pretrain_steps} steps): {kl:.2f} nats; "
                          f"the paper chooses m a little above it (m = {c.margin:g} here"
                          f"{'' if c.margin > kl else ', BELOW it: generated images already pass the margin'}).")
+        wild = [(r["step"], k, r[k]) for r in rows for k in ("kl/real", "kl/rec", "kl/sample")
+                if r.get(k, 0) > 1000 * c.margin]
+        if wild:
+            step, key, value = wild[0]
+            notes.append(f"{key} reached {value:.3g} nats (logged at step {step}), over 1000 m: the game blew up "
+                         f"there, and the decoder may not recover (check L_AE). Pre-train as a VAE "
+                         f"(model.pretrain_epochs) or lower train.lr (the paper: 2e-4).")
         post = [r for r in rows if r["step"] > c.pretrain_steps and "kl/real" in r]
         if post:
             tail = post[-max(1, len(post) // 10):]

@@ -161,7 +161,8 @@ class Trainer:
         """Stop when an optimised total jumps far above its running level: adversarial training that
         blows up usually does so over a few steps before anything turns non-finite. Warm-up: for the
         first 50 steps losses fall fastest and the level is still forming, so only a jump of factor**2
-        stops the run there (an adversarial game that blows up from random weights in its first steps)."""
+        stops the run there. A loss that is already absurd at its first step has no level to compare
+        with; IntroVAE's report flags that case from its logged KLs."""
         factor = self.config.explode_factor
         if not factor:
             return
