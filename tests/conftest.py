@@ -51,6 +51,11 @@ def tiny_settings(name: str) -> dict:
     if MODELS[name].model_class is MultiStageVAE:
         stages = [{**{"blocks": 1, "channels": 4}, "loss": s.loss} for s in MODELS[name].preset.stages]
         return {"base_settings": TINY, "stages": stages}
-    if getattr(MODELS[name].preset, "prior_term", "kl") == "tc":
-        return {**TINY, "dataset_size": 1000}
-    return dict(TINY)
+    preset = MODELS[name].preset
+    settings = dict(TINY)
+    # what a run derives from the data (vaekit.runs.DERIVED_FIELDS), as a run of 1000 images at batch 10
+    if getattr(preset, "prior_term", "kl") == "tc":
+        settings["dataset_size"] = 1000
+    if getattr(preset, "pretrain_epochs", 0) > 0:
+        settings["steps_per_epoch"] = 100
+    return settings
