@@ -288,3 +288,15 @@ def test_introvae_report_flags_a_game_that_blew_up_early():
     assert any("kl/real reached 4.2e+05 nats (logged at step 2)" in n and "blew up" in n for n in notes)
     calm = [r for r in rows if r["step"] != 2]
     assert not any("blew up" in n for n in model.report_notes(calm))
+
+
+def test_introvae_report_ignores_generated_kls_during_pretraining():
+    """Benchmark 64x64 seed 1 logged KL(rec) 1.4e9 at step 8 of pre-training (alpha = 0: not trained on)."""
+    model = make("introvae", margin=35.0, pretrain_epochs=1.0, steps_per_epoch=20)
+    rows = [{"step": 8, "kl/real": 77.0, "kl/rec": 1.37e9, "kl/sample": 1355.9},
+            *({"step": s, "kl/real": 30.0, "kl/rec": 40.0, "kl/sample": 38.0} for s in range(9, 60))]
+    assert not any("blew up" in n for n in model.report_notes(rows))
+    rows[0]["kl/real"] = 1e6  # the trained term blowing up is still flagged, pre-training or not
+    assert any("kl/real reached 1e+06" in n for n in model.report_notes(rows))
+    late = [*rows[1:], {"step": 60, "kl/real": 30.0, "kl/rec": 1.37e9, "kl/sample": 38.0}]
+    assert any("kl/rec reached 1.37e+09 nats (logged at step 60)" in n for n in model.report_notes(late))
