@@ -59,7 +59,13 @@ def test_parse_value():
     assert parse_value("true") is True
     assert parse_value("[1, 2]") == [1, 2]
     assert parse_value("hello") == "hello"
-    assert parse_value("none") is None
+    assert parse_value("none") == "none"  # a string until a setting's type says otherwise
+
+
+def test_none_switches_off_an_optional_setting_but_is_a_string_setting_value():
+    """`--set train.grad_clip=none` turns clipping off; `--set model.norm=none` is the string "none"."""
+    cfg = resolve_config("vae", overrides=["model.norm=none", "train.grad_clip=none", "train.epochs=null"])
+    assert cfg.model.norm == "none" and cfg.train.grad_clip is None and cfg.train.epochs is None
 
 
 def test_from_dict_coerces_lists_to_tuples():

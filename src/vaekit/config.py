@@ -85,12 +85,15 @@ class RunConfig:
 # dict <-> dataclass, with refusal of unknown keys and type checking by name
 
 
+_NONE_WORDS = ("none", "null")  # what a bare `--set` value for "off" may say
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
+        if type(None) in args and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)):
+            return None  # `--set train.grad_clip=none` switches an optional setting off
         errors = []
         for arg in args:
             if arg is type(None):
@@ -177,9 +180,9 @@ def run_config_to_dict(cfg: RunConfig) -> dict:
 
 
 def parse_value(text: str) -> Any:
-    """A TOML literal (`3e-4`, `true`, `[32, 64]`, `"x"`), else the bare string; `none` -> None."""
-    if text.strip().lower() in ("none", "null"):
-        return None
+    """A TOML literal (`3e-4`, `true`, `[32, 64]`, `"x"`), else the bare string. A bare `none` stays a
+    string here: it becomes None only for an optional setting (see _coerce), so `model.norm=none` is
+    the string "none"."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
