@@ -52,11 +52,13 @@ class IntroVAEConfig:
     pretrain_epochs: float = 0.0  # epochs trained as a plain VAE (alpha = 0) first; the paper suggests 1-2
     steps_per_epoch: int = 0  # set by the run from the data and train.batch_size (for pretrain_epochs)
     update: str = "alternating"  # alternating: Algorithm 1 | simultaneous: both gradients, then both steps
-    architecture: str = "resnet"  # resnet: appendix B (res-blocks, avg-pool / upsample) | conv
+    architecture: str = "resnet"  # resnet: appendix B (res-blocks, avg-pool / upsample) | conv | mlp
     base_channels: int = 16  # width at full resolution, doubled per halving (the paper: 16 at 1024 px)
     max_channels: int = 128  # the paper caps at 512; 128 keeps 64x64 training practical on a CPU
     norm: str = "batch"
     downsamples: int = 0  # 0 = halve until the map is at most 7 pixels
+    mlp_widths: tuple[int, ...] = (1200, 1200)  # architecture = "mlp" only: encoder hidden layers
+    mlp_decoder_widths: tuple[int, ...] = (1200, 1200, 1200)  # architecture = "mlp" only: decoder hidden layers
 
     def __post_init__(self):
         check_network_settings(self)

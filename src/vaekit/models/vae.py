@@ -32,10 +32,13 @@ class VAEConfig:
     scale: float = 0.1  # sigma (gaussian) or b (laplace); initial value when learn_scale
     learn_scale: bool = False  # learn one shared scale (sigma-VAE) instead of fixing it
     architecture: str = "conv"  # conv: stride-2 convolutions | resnet: IntroVAE's residual network (appendix B)
+    #                             | mlp: fully connected (Chen et al. 2018's dSprites networks)
     base_channels: int = 32  # width of the first conv layer, doubled per halving
     max_channels: int = 256
     norm: str = "batch"  # batch | none
     downsamples: int = 0  # stride-2 convolutions in the encoder (mirrored in the decoder); 0 = until <= 7 px
+    mlp_widths: tuple[int, ...] = (1200, 1200)  # mlp only: encoder hidden layers (ReLU)
+    mlp_decoder_widths: tuple[int, ...] = (1200, 1200, 1200)  # mlp only: decoder hidden layers (tanh)
     prior_term: str = "kl"  # kl: beta * KL | tc: alpha*MI + beta*TC + gamma*DWKL (beta-TCVAE)
     alpha: float = 1.0  # tc only: weight of the index-code mutual information
     gamma: float = 1.0  # tc only: weight of the dimension-wise KL
@@ -69,10 +72,8 @@ class ConvAutoencoderBase(GenerativeModel):
     def __init__(self, config, image_shape):
         super().__init__(config, image_shape)
         c = config
-        self.encoder = make_encoder(c.architecture, image_shape, self.code_width_factor * c.latent_dim,
-                                    c.base_channels, c.max_channels, c.norm, c.downsamples)
-        self.decoder = make_decoder(c.architecture, c.latent_dim, image_shape, c.base_channels, c.max_channels,
-                                    c.norm, c.downsamples)
+        self.encoder = make_encoder(c, image_shape, self.code_width_factor * c.latent_dim)
+        self.decoder = make_decoder(c, c.latent_dim, image_shape)
 
     def decode(self, z: Tensor) -> Tensor:
         return torch.sigmoid(self.decoder(z))  # (B, C, H, W) in [0, 1]

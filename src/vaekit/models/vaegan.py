@@ -34,13 +34,15 @@ class VAEGANConfig:
     adversarial_weight: float = 1.0  # weight of the decoder's GAN term (eq. 2's -log D terms)
     feature_layer: int = -1  # l: which discriminator stage gives f_l (0 = first conv stage, -1 = last)
     pixel_weight: float = 0.0  # optional 1/2 ||x - x~||^2 added to encoder and decoder (a pixel anchor)
-    architecture: str = "conv"  # encoder/decoder: conv (DCGAN-like, as Larsen et al.) | resnet
+    architecture: str = "conv"  # encoder/decoder: conv (DCGAN-like, as Larsen et al.) | resnet | mlp
     base_channels: int = 32
     max_channels: int = 256
     discriminator_channels: int = 32  # width of the discriminator's first stage, doubled per halving
     norm: str = "batch"
     discriminator_norm: str = "batch"  # batch | none
     downsamples: int = 0
+    mlp_widths: tuple[int, ...] = (1200, 1200)  # architecture = "mlp" only: encoder hidden layers
+    mlp_decoder_widths: tuple[int, ...] = (1200, 1200, 1200)  # architecture = "mlp" only: decoder hidden layers
 
     def __post_init__(self):
         check_network_settings(self)
