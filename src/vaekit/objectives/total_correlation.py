@@ -37,7 +37,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from ..distributions import DiagonalGaussian, standard_normal_log_prob
+from ..distributions import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
 from ..errors import ConfigError
 
 ESTIMATORS = ("mws", "mss")
@@ -115,8 +115,91 @@ def _log_mss_weights(batch_size: int, dataset_size: int, dtype: torch.dtype, dev
     return log_w
 
 
+class _MixtureLogDensities(torch.autograd.Function):
+    """log q(z_i) and log q(z_id) for a batch mixture, without materialising the (B, B, D) matrix.
+
+    Forward: L_id = logsumexp_j [log w_ij + l_ijd] and LQ_i = logsumexp_j [log w_ij + sum_d l_ijd],
+    l_ijd = log N(z_id; mu_jd, exp(logvar_jd)). Rows i are processed in blocks of ~1 MB so every
+    intermediate stays in cache; the backward pass recomputes l from (z, mu, logvar) and uses the
+    softmax responsibilities p_ijd = exp(log w_ij + l_ijd - L_id) (and P_ij for the joint):
+        dL/dz_id = -sum_j A_ij (z_id - mu_jd) / var_jd,   dL/dmu_jd = sum_i A_ij (z_id - mu_jd) / var_jd,
+        dL/dlogvar_jd = 1/2 sum_i A_ij ((z_id - mu_jd)^2 / var_jd - 1),
+    with A_ijd = g_id p_ijd + g_i P_ij for upstream gradients g. The weights log w get no gradient.
+    Equal (to float rounding) to the reference built on `log_q_z_matrix`, which autograd differentiates
+    through a (B, B, D) graph — about 4x the time and 10x the memory at B = 2048 (tests compare both).
+    Not twice differentiable.
+    """
+
+    @staticmethod
+    def _block_rows(b: int, d: int) -> int:
+        return max(1, (1 << 18) // max(1, b * d))  # (rows, D, B) floats of ~1 MB
+
+    @staticmethod
+    def _columns(mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(D, B) tables over datapoints j: mu_jd, -1/(2 var_jd), -(logvar_jd + log 2 pi)/2."""
+        logvar_t = logvar.t().contiguous()
+        return mu.t().contiguous(), -0.5 * torch.exp(-logvar_t), -0.5 * (logvar_t + LOG_2PI)
+
+    @staticmethod
+    def _log_densities(z_rows: Tensor, mu_t: Tensor, half_prec_t: Tensor, const_t: Tensor) -> tuple[Tensor, Tensor]:
+        """For rows i of z: (z_id - mu_jd, log N(z_id; mu_jd, var_jd)), each (r, D, B)."""
+        diff = z_rows.unsqueeze(2) - mu_t
+        return diff, diff.square().mul_(half_prec_t).add_(const_t)
+
+    @staticmethod
+    def forward(ctx, z: Tensor, mu: Tensor, logvar: Tensor, log_w: Tensor):
+        b, d = z.shape
+        mu_t, half_prec_t, const_t = _MixtureLogDensities._columns(mu, logvar)
+        log_qz, log_qz_dims = z.new_empty(b), z.new_empty(b, d)
+        rows = _MixtureLogDensities._block_rows(b, d)
+        for s in range(0, b, rows):
+            e = min(s + rows, b)
+            _, l = _MixtureLogDensities._log_densities(z[s:e], mu_t, half_prec_t, const_t)  # (r, D, B)
+            w = log_w[s:e]  # (r, B)
+            log_qz[s:e] = torch.logsumexp(l.sum(1).add_(w), dim=1)
+            log_qz_dims[s:e] = torch.logsumexp(l.add_(w.unsqueeze(1)), dim=2)
+        ctx.save_for_backward(z, mu, logvar, log_w, log_qz, log_qz_dims)
+        return log_qz, log_qz_dims
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_qz: Tensor | None, g_dims: Tensor | None):
+        z, mu, logvar, log_w, log_qz, log_qz_dims = ctx.saved_tensors
+        b, d = z.shape
+        mu_t, half_prec_t, const_t = _MixtureLogDensities._columns(mu, logvar)
+        grad_z = torch.empty_like(z)
+        grad_mu_t, grad_logvar_t = torch.zeros_like(mu_t), torch.zeros_like(mu_t)
+        rows = _MixtureLogDensities._block_rows(b, d)
+        for s in range(0, b, rows):
+            e = min(s + rows, b)
+            diff, l = _MixtureLogDensities._log_densities(z[s:e], mu_t, half_prec_t, const_t)
+            w = log_w[s:e]
+            l_joint = l.sum(1)  # (r, B)
+            a = l.add_(w.unsqueeze(1)).sub_(log_qz_dims[s:e].unsqueeze(2)).exp_()  # (r, D, B): p_ijd
+            if g_dims is not None:
+                a.mul_(g_dims[s:e].unsqueeze(2))
+            else:
+                a.zero_()
+            if g_qz is not None:  # + g_i P_ij, the same for every d
+                a.add_(l_joint.add_(w).sub_(log_qz[s:e].unsqueeze(1)).exp_().mul_(g_qz[s:e].unsqueeze(1)).unsqueeze(1))
+            a_sum = a.sum(0)  # (D, B)
+            a.mul_(diff).mul_(half_prec_t)  # -A_ijd (z_id - mu_jd) / (2 var_jd)
+            grad_z[s:e] = a.sum(2).mul_(2.0)
+            grad_mu_t.sub_(a.sum(0), alpha=2.0)
+            grad_logvar_t.sub_(a.mul_(diff).sum(0)).sub_(a_sum, alpha=0.5)
+        return grad_z, grad_mu_t.t(), grad_logvar_t.t(), None
+
+
+def _log_weights(batch_size: int, dataset_size: int, estimator: str, dtype, device) -> Tensor:
+    """log w_ij of the estimator, (B, B): log q(z_i) ~ logsumexp_j [log w_ij + log q(z_i|x_j)]."""
+    if estimator == "mws":  # sec. 3.1, eq. (3): 1/(N M) for every batch element
+        return torch.full((batch_size, batch_size), -math.log(dataset_size) - math.log(batch_size),
+                          dtype=dtype, device=device)
+    return _log_mss_weights(batch_size, dataset_size, dtype, device)
+
+
 def log_qz_estimates(
-    q: DiagonalGaussian, z: Tensor, dataset_size: int, estimator: str = "mws"
+    q: DiagonalGaussian, z: Tensor, dataset_size: int, estimator: str = "mws", fused: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Minibatch estimates of log q(z_i) and sum_d log q(z_id) for each sample i, each (B,).
 
@@ -125,20 +208,20 @@ def log_qz_estimates(
     (Chen et al. 2018, sec. 3.1, eq. (3)); "mss": the stratified weights of the paper's appendix (see
     `_log_mss_weights`). Both are logsumexp over the batch of log w_ij + log q(z_i|x_j), per
     dimension for the marginals, so they stay finite when densities underflow.
+    fused=True computes them blockwise with a hand-written backward (`_MixtureLogDensities`);
+    fused=False through the full (B, B, D) matrix of `log_q_z_matrix` and autograd — the reference.
     Raises ConfigError for an unknown estimator or dataset_size < batch size (or "mss" with B < 2).
     """
     q, z = _flat(q, z)
     b = z.shape[0]
     _check_settings(b, dataset_size, estimator)
+    log_w = _log_weights(b, dataset_size, estimator, z.dtype, z.device)
+    if fused:
+        log_qz, log_qz_dims = _MixtureLogDensities.apply(z, q.mu, q.logvar, log_w)
+        return log_qz, log_qz_dims.sum(1)
     mat = log_q_z_matrix(q, z)  # (B, B, D)
-    if estimator == "mws":
-        log_norm = math.log(dataset_size) + math.log(b)
-        log_qz = torch.logsumexp(mat.sum(2), dim=1) - log_norm
-        log_qz_prod = (torch.logsumexp(mat, dim=1) - log_norm).sum(1)
-    else:
-        log_w = _log_mss_weights(b, dataset_size, mat.dtype, mat.device)
-        log_qz = torch.logsumexp(log_w + mat.sum(2), dim=1)
-        log_qz_prod = torch.logsumexp(log_w.unsqueeze(2) + mat, dim=1).sum(1)
+    log_qz = torch.logsumexp(log_w + mat.sum(2), dim=1)
+    log_qz_prod = torch.logsumexp(log_w.unsqueeze(2) + mat, dim=1).sum(1)
     return log_qz, log_qz_prod
 
 
