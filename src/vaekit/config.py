@@ -52,6 +52,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
+    precision: str = "fp32"  # fp32 | bf16: networks under bfloat16 autocast while training; the maths
+    #                          (likelihoods, KL, TC, GAN losses) and evaluation stay float32 (vaekit.precision)
     explode_factor: float = 1000.0  # stop when an optimised loss exceeds this many times its running
     #                                 level (adversarial runs that blow up; its square in the first 50
     #                                 steps); 0 = only non-finite stops
@@ -66,6 +68,7 @@ class TrainConfig:
         _fail_unless(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be > 0, got {self.grad_clip}")
         _fail_unless(all(0 <= b < 1 for b in self.adam_betas), f"train.adam_betas must lie in [0, 1), got {self.adam_betas}")
         _fail_unless(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        _fail_unless(self.precision in ("fp32", "bf16"), f"train.precision must be fp32 or bf16, got {self.precision!r}")
         _fail_unless(self.explode_factor == 0 or self.explode_factor > 1,
                      f"train.explode_factor must be 0 (off) or > 1, got {self.explode_factor}")
         for key, value in self.group_lr.items():

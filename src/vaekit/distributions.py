@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor
 
+from .precision import full_precision
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -23,8 +25,8 @@ class DiagonalGaussian:
     """q(z|x) with mean `mu` and log-variance `logvar`, both (B, D) or (B, ...)."""
 
     def __init__(self, mu: Tensor, logvar: Tensor):
-        self.mu = mu
-        self.logvar = logvar
+        self.mu = full_precision(mu)  # an encoder under bf16 autocast: the maths stays in float32
+        self.logvar = full_precision(logvar)
 
     @property
     def std(self) -> Tensor:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import ConfigError
+from .precision import full_precision
 
 LIKELIHOODS = ("bernoulli", "gaussian", "laplace")
 
@@ -37,10 +38,10 @@ class Bernoulli(Likelihood):
     for (Fashion-)MNIST; the value is then a cross-entropy, not a normalised density."""
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        return -_per_image_sum(F.binary_cross_entropy_with_logits(params, x, reduction="none"))
+        return -_per_image_sum(F.binary_cross_entropy_with_logits(full_precision(params), x, reduction="none"))
 
     def mean(self, params: Tensor) -> Tensor:
-        return torch.sigmoid(params)
+        return torch.sigmoid(full_precision(params))
 
 
 class _LocationScale(Likelihood):
@@ -58,14 +59,14 @@ class _LocationScale(Likelihood):
             self.register_buffer("log_scale", log_scale, persistent=False)
 
     def mean(self, params: Tensor) -> Tensor:
-        return torch.sigmoid(params)
+        return torch.sigmoid(full_precision(params))
 
 
 class Gaussian(_LocationScale):
     """p(x|z) = prod N(x; mu, sigma^2)."""
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        mu = torch.sigmoid(params)
+        mu = torch.sigmoid(full_precision(params))
         log_sigma = self.log_scale
         lp = -0.5 * (x - mu).pow(2) * torch.exp(-2.0 * log_sigma) - log_sigma - 0.5 * math.log(2 * math.pi)
         return _per_image_sum(lp)
@@ -75,7 +76,7 @@ class Laplace(_LocationScale):
     """p(x|z) = prod Laplace(x; mu, b)."""
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        mu = torch.sigmoid(params)
+        mu = torch.sigmoid(full_precision(params))
         log_b = self.log_scale
         lp = -(x - mu).abs() * torch.exp(-log_b) - log_b - math.log(2.0)
         return _per_image_sum(lp)

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..likelihoods import LIKELIHOODS, make_likelihood
 from ..nn import check_network_settings, make_decoder, make_encoder
 from ..objectives.total_correlation import ESTIMATORS, beta_tc_penalty
+from ..precision import full_precision
 from .base import Batch, GenerativeModel
 
 
@@ -165,7 +166,7 @@ class AE(LikelihoodDecoder, ConvAutoencoderBase):
         return self.encoder(x)
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
-        z = self.encoder(batch.x)  # (B, D)
+        z = full_precision(self.encoder(batch.x))  # (B, D)
         if self.training:
             with torch.no_grad():
                 m = self.config.code_momentum

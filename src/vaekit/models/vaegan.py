@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..nn import ConvEncoder, check_network_settings
 from ..objectives.adversarial import discriminator_loss, generator_loss
 from ..objectives.image_losses import l2_loss
+from ..precision import full_precision
 from .base import Batch
 from .vae import GaussianAutoencoder
 
@@ -100,7 +101,8 @@ class VAEGAN(GaussianAutoencoder):
             "kl": kl.mean(), "llike": llike.mean(), "recon": pixel.mean(),
             "adv/g": gan_g.mean(), "adv/d_real": d_real.mean(), "adv/d_sample": d_p.mean(),
             "adv/d_rec": d_tilde.mean(),
-            "adv/D(x)": torch.sigmoid(real_logit).mean(), "adv/D(x_p)": torch.sigmoid(p_logit).mean(),
+            "adv/D(x)": torch.sigmoid(full_precision(real_logit)).mean(),
+            "adv/D(x_p)": torch.sigmoid(full_precision(p_logit)).mean(),
         }
 
     def curve_panels(self) -> list[tuple[str, list[str], dict[str, float]]]:

@@ -7,15 +7,17 @@ from collections.abc import Callable
 
 from torch import Tensor
 
+from ..precision import full_precision
+
 
 def l1_loss(x_hat: Tensor, x: Tensor) -> Tensor:
     """sum |x - x_hat| per image — the multi-stage VAE's default refine loss (Cai et al. 2017, sec. 3.1)."""
-    return (x_hat - x).abs().flatten(1).sum(1)
+    return (full_precision(x_hat) - full_precision(x)).abs().flatten(1).sum(1)
 
 
 def l2_loss(x_hat: Tensor, x: Tensor) -> Tensor:
     """sum (x - x_hat)^2 per image."""
-    return (x_hat - x).pow(2).flatten(1).sum(1)
+    return (full_precision(x_hat) - full_precision(x)).pow(2).flatten(1).sum(1)
 
 
 def feature_loss(features: Callable[[Tensor], list[Tensor]], x_hat: Tensor, x: Tensor) -> Tensor:
@@ -24,5 +26,5 @@ def feature_loss(features: Callable[[Tensor], list[Tensor]], x_hat: Tensor, x: T
     phi is a discriminator). The target's features carry no gradient."""
     total = 0.0
     for f_hat, f in zip(features(x_hat), features(x)):
-        total = total + (f_hat - f.detach()).pow(2).flatten(1).sum(1)
+        total = total + l2_loss(f_hat, f.detach())
     return total

@@ -25,6 +25,7 @@ from ..config import TrainConfig
 from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..models.base import Batch, GenerativeModel, eval_mode
+from ..precision import autocast
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .progress import Progress
 
@@ -74,6 +75,7 @@ class Trainer:
                  evaluate: EvalFn | None = None, progress: bool = True):
         self.model, self.data, self.config = model, train_data, config
         self.device = resolve_device(config.device)
+        autocast(self.device, config.precision)  # refuses bf16 where the device lacks it, before any folder exists
         model.to(self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.evaluate_fn = evaluate
@@ -117,7 +119,8 @@ class Trainer:
         logged: dict[str, Tensor] = {}
         clip = self.config.grad_clip
         for phase_index, phase in enumerate(self.phases):
-            terms = self.model.loss(batch, self.step, phase_index)
+            with autocast(self.device, self.config.precision):  # the forward pass only; backward follows the dtypes it recorded
+                terms = self.model.loss(batch, self.step, phase_index)
             self._check_finite(terms)
             self._check_exploding(terms)
             for i, name in enumerate(phase):
