@@ -2,7 +2,8 @@
 
 The toy dataset's "images" are its factor values themselves, (n, K, 1, 1) in [0, 1], so an encoder can
 return the factors exactly (perfectly disentangled), pure noise (no information), or a rotation of the
-standardised factors (all information, but spread over latents).
+standardised factors (all information, but spread over latents). For `mig_posterior` the encoders also
+give a log-variance; its estimator is checked against a brute-force double loop on a tiny case.
 """
 
 import math
@@ -10,10 +11,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.special import logsumexp
 
-from vaekit.data.factors import FactorDataset
+from vaekit.data.factors import FactorDataset, all_factor_settings
+from vaekit.metrics import disentanglement
 from vaekit.metrics.disentanglement import (all_disentanglement_metrics, beta_vae_score, dci, discrete_entropy,
-                                            discrete_mutual_info, factor_vae_score, histogram_discretize, mig, sap)
+                                            discrete_mutual_info, factor_vae_score, histogram_discretize, mig,
+                                            mig_posterior, posterior_mutual_info, sap)
 
 SIZES = [3, 5, 8, 8]
 CHANCE = float(np.mean([1 / s for s in SIZES]))  # mean chance accuracy of predicting a factor: 0.196
@@ -197,3 +201,161 @@ def test_encoders_must_return_one_finite_code_tensor():
         mig(lambda x: (x.flatten(1), x.flatten(1)), DATA, n=10)
     with pytest.raises(ValueError, match="non-finite"):
         mig(lambda x: torch.full((len(x), 2), float("nan")), DATA, n=10)
+
+
+
+def test_mig_reports_each_factor_and_their_mean(scores):
+    s = scores["plane_rotation"]
+    per_factor = [s[f"mig/{name}"] for name in DATA.factor_names]
+    assert s["mig"] == pytest.approx(np.mean(per_factor), abs=1e-12)
+    # measured: the turned (shape, size) plane keeps a gap for shape, the (pos_x, pos_y) plane almost none
+    assert per_factor[0] > 0.1 and per_factor[2] < 0.05
+
+
+# --- MIG from the posterior (Chen et al. 2018, sec. 5) ---------------------------------------------------
+
+def test_all_factor_settings_is_row_major_and_complete():
+    settings = all_factor_settings([2, 3, 4])
+    assert settings.shape == (24, 3) and settings.dtype == torch.int64
+    assert settings[:5].tolist() == [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 0, 3], [0, 1, 0]]  # last factor fastest
+    assert settings[-1].tolist() == [1, 2, 3]
+    assert len({tuple(r) for r in settings.tolist()}) == 24
+    with pytest.raises(ValueError, match="subsample"):
+        all_factor_settings([1000, 1000, 6])
+
+
+def brute_force_entropies(z, mu, logvar, factors, picked=None):
+    """H(z_j) and H(z_j | v_k) of the estimator written out: for every draw s and component n, the
+    Gaussian log-density, a logsumexp per draw, the mean over draws; conditional entropies weight each
+    value's subset by its frequency. `picked`: the draws used for H(z_j) (all by default)."""
+    n_points, dims = mu.shape
+
+    def entropy(draws, components, j):
+        total = 0.0
+        for s in draws:
+            log_terms = [-0.5 * ((z[s, j] - mu[n, j]) ** 2 / math.exp(logvar[n, j]) + logvar[n, j]
+                                 + math.log(2 * math.pi)) for n in components]
+            total -= logsumexp(log_terms) - math.log(len(components))
+        return total / len(draws)
+
+    everyone = list(range(n_points))
+    h = np.array([entropy(everyone if picked is None else picked, everyone, j) for j in range(dims)])
+    h_cond = np.zeros((dims, factors.shape[1]))
+    for k in range(factors.shape[1]):
+        for v in np.unique(factors[:, k]):
+            subset = list(np.flatnonzero(factors[:, k] == v))
+            for j in range(dims):
+                h_cond[j, k] += len(subset) / n_points * entropy(subset, subset, j)
+    return h, h_cond
+
+
+def tiny_posterior(seed=0):
+    """50 of the 60 settings of factors with sizes 3, 4, 5 (so values have unequal frequencies) and
+    5 latents: 0 sharp (std ~1e-6, where float32 z - mu needs care) and informative about factor 0;
+    1 unrelated; 2 with log-variances 150 apart (some rows then go through the float64 redo); 3 with
+    log-variances below -160 (float64 throughout); 4 an ordinary one, informative about factor 1."""
+    g = torch.Generator().manual_seed(seed)
+    factors = all_factor_settings([3, 4, 5])[torch.randperm(60, generator=g)[:50]]
+    n = len(factors)
+    noise = lambda: torch.randn(n, generator=g, dtype=torch.float64)  # noqa: E731
+    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)  # noqa: E731
+    f = factors.double()
+    mu = torch.stack([f[:, 0] + 0.3 * noise(), noise(), 0.1 * f[:, 1] + noise(), f[:, 2] + 0.01 * noise(),
+                      0.5 * f[:, 1] + noise()], 1)
+    logvar = torch.stack([uniform(-30, -26), torch.zeros(n, dtype=torch.float64),
+                          torch.where(torch.arange(n) % 7 == 0, -150.0, 0.0).double(),
+                          torch.where(torch.arange(n) % 2 == 0, -170.0, -1.0).double(), uniform(-3, 0)], 1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(n, 5, generator=g, dtype=torch.float64)
+    return z, mu, logvar, factors
+
+
+def test_posterior_mutual_info_matches_brute_force(monkeypatch):
+    z, mu, logvar, factors = tiny_posterior()
+    redone = []
+    exact = disentanglement._exact_log_mixture
+    monkeypatch.setattr(disentanglement, "_exact_log_mixture", lambda zz, *a: redone.append(len(zz)) or exact(zz, *a))
+    est = posterior_mutual_info(z, mu, logvar, factors, samples=len(z))
+    assert redone  # the far-below-the-shift rows of latent 2 went through the float64 redo
+    h, h_cond = brute_force_entropies(z.numpy(), mu.numpy(), logvar.numpy(), factors.numpy())
+    np.testing.assert_allclose(est.entropy.numpy(), h, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(est.conditional_entropy.numpy(), h_cond, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(est.mi.numpy(), h[:, None] - h_cond, rtol=0, atol=4e-6)
+    assert est.mi[0, 0] > 0.5 and est.mi[3, 2] > 0.5 and est.mi[4, 1] > 0.1  # the informative latents are seen
+    # Blocks of any size give the same numbers: here one component per block.
+    again = posterior_mutual_info(z, mu, logvar, factors, samples=len(z), chunk=1)
+    np.testing.assert_allclose(again.mi.numpy(), est.mi.numpy(), rtol=0, atol=1e-6)
+
+
+def test_posterior_mutual_info_subsamples_draws_but_not_components():
+    z, mu, logvar, factors = tiny_posterior(seed=1)
+    # As many draws as the largest conditional subset: each H(z_j | v_k = v) uses all of its subset,
+    # H(z_j) a random `samples` of the 50 (the generator's first randperm); every mixture keeps all
+    # of its components.
+    samples = max(int(torch.unique(factors[:, k], return_counts=True)[1].max()) for k in range(3))
+    assert samples < len(z)
+    est = posterior_mutual_info(z, mu, logvar, factors, samples=samples, generator=torch.Generator().manual_seed(5))
+    picked = torch.randperm(len(z), generator=torch.Generator().manual_seed(5))[:samples].tolist()
+    h, h_cond = brute_force_entropies(z.numpy(), mu.numpy(), logvar.numpy(), factors.numpy(), picked)
+    np.testing.assert_allclose(est.entropy.numpy(), h, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(est.conditional_entropy.numpy(), h_cond, rtol=0, atol=2e-6)
+
+
+def with_logvar(encode, logvar, extra_prior_dims=0):
+    """An encode_posterior: `encode`'s codes as means, a fixed log-variance, plus latents equal to the prior."""
+    def encode_posterior(x):
+        mu = encode(x)
+        prior = torch.zeros(len(mu), extra_prior_dims)
+        return torch.cat([mu, prior], 1), torch.cat([torch.full_like(mu, logvar), prior], 1)
+    return encode_posterior
+
+
+SHARP = math.log(1e-4)  # posterior std 0.01: the factor values (>= 0.4 apart once standardised) never overlap
+
+
+@pytest.fixture(scope="module")
+def posterior_scores():
+    standardised = lambda x: (x.flatten(1) - 0.5) / _STD  # noqa: E731
+    return {"identity": mig_posterior(with_logvar(standardised, SHARP, 2), DATA),
+            "noise": mig_posterior(with_logvar(make_noise(), 0.0), DATA),
+            "plane_rotation": mig_posterior(with_logvar(make_rotation("plane"), SHARP), DATA)}
+
+
+def test_mig_posterior_of_true_factors_is_one(posterior_scores):
+    # Every setting (960), every draw: the latent of factor k takes |v_k| separate values, so
+    # I(z_k; v_k) = log |v_k| = H(v_k), and the other latents (the other factors, the prior-noise
+    # latents) have exactly the same mixture in every subset v_k = v, so I = 0: each gap is 1.
+    s = posterior_scores["identity"]
+    assert s["mig_posterior/n"] == 960 and s["mig_posterior/samples"] == 10_000
+    for name in DATA.factor_names:
+        assert s[f"mig_posterior/{name}"] == pytest.approx(1.0, abs=1e-3), name
+    assert s["mig_posterior"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_mig_posterior_of_unrelated_codes_is_near_zero(posterior_scores):
+    assert 0.0 <= posterior_scores["noise"]["mig_posterior"] < 0.01
+
+
+def test_mig_posterior_of_rotated_factors_lies_in_between(posterior_scores):
+    lo, mid, hi = (posterior_scores[k]["mig_posterior"] for k in ("noise", "plane_rotation", "identity"))
+    assert lo + 0.1 < mid < hi - 0.3
+    # With posteriors this sharp, c v_x + s v_y takes a distinct value for each of the 64 position
+    # pairs, so both latents of the turned plane identify both positions: their gaps close.
+    assert posterior_scores["plane_rotation"]["mig_posterior/pos_x"] < 0.05
+
+
+def test_mig_posterior_subsample_is_deterministic_and_states_its_counts():
+    encode = with_logvar(make_rotation("plane"), math.log(0.05))
+    a = mig_posterior(encode, DATA, n=400, samples=100, seed=3)
+    assert a == mig_posterior(encode, DATA, n=400, samples=100, seed=3, batch_size=37)
+    assert a["mig_posterior/n"] == 400 and a["mig_posterior/samples"] == 100
+    assert a["mig_posterior"] != mig_posterior(encode, DATA, n=400, samples=100, seed=4)["mig_posterior"]
+    assert set(a) == {"mig_posterior", "mig_posterior/n", "mig_posterior/samples",
+                      *(f"mig_posterior/{name}" for name in DATA.factor_names)}
+    assert all(type(v) is float for v in a.values())
+
+
+def test_mig_posterior_needs_a_finite_mean_and_log_variance_pair():
+    with pytest.raises(ValueError, match="pair"):
+        mig_posterior(lambda x: x.flatten(1), DATA, n=10)
+    with pytest.raises(ValueError, match="non-finite"):
+        mig_posterior(lambda x: (x.flatten(1), torch.full((len(x), 4), float("nan"))), DATA, n=10)

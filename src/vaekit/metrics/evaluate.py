@@ -67,11 +67,16 @@ __all__ = ["evaluate_model", "evaluate_disentanglement", "evaluate_samples", "da
 
 @torch.no_grad()
 def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int = 0) -> dict:
-    """MIG, beta-VAE, FactorVAE, DCI and SAP of the posterior means, on a dataset with known factors
-    (dSprites). mode: "fast" (~58k images encoded) or "full" (disentanglement_lib's counts, ~2.9M).
-    Empty when the data has no factors or the model no posterior."""
+    """MIG, beta-VAE, FactorVAE, DCI and SAP of the posterior means, and MIG from the whole posterior
+    (`mig_posterior`, Chen et al. 2018 sec. 5), on a dataset with known factors (dSprites).
+    mode "full": disentanglement_lib's counts (~2.9M images encoded) and the paper's MIG estimate
+    (every factor setting, 737,280 on dSprites, 10,000 samples per entropy; ~3 min of estimation on
+    2 CPU cores beside the encoding). mode "fast": ~58k images for the mean-based metrics and
+    `mig_posterior` on 50,000 uniformly drawn settings with 5,000 samples per entropy (~108k images
+    encoded in all; the posterior MIG adds ~6 s on dSprites with 10 latents on 2 cores). Empty when
+    the data has no factors or the model no posterior. Keys: disentanglement/<metric>[/<detail>]."""
     from ..data.factors import FactorDataset
-    from .disentanglement import all_disentanglement_metrics
+    from .disentanglement import all_disentanglement_metrics, mig_posterior
 
     if mode == "off" or not isinstance(factor_data, FactorDataset) or not model.has_posterior:
         return {}
@@ -80,8 +85,14 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     def encode(x):
         return model.latent_code(x.to(device)).flatten(1).cpu()
 
+    def encode_posterior(x):
+        q = model.encode(x.to(device))
+        return q.mu.flatten(1).cpu(), q.logvar.flatten(1).cpu()
+
+    posterior = {"n": None, "samples": 10_000} if mode == "full" else {"n": 50_000, "samples": 5_000}
     with eval_mode(model):
         result = all_disentanglement_metrics(encode, factor_data, seed=seed, fast=mode == "fast")
+        result.update(mig_posterior(encode_posterior, factor_data, **posterior, seed=seed))
     return {f"disentanglement/{k}": v for k, v in result.items()}
 
 
