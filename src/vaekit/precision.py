@@ -6,8 +6,9 @@ Gaussian posterior and its KL, the beta-TCVAE estimators, image and GAN losses â
 through `full_precision` first, so densities, sums over pixels and the optimised totals are computed
 in float32 whatever the networks emitted. Evaluation and sampling always run in float32.
 
-On CPUs with AMX or AVX-512 BF16 (Intel Sapphire Rapids and later) this trains the dSprites MLP
-about 2.5x faster (benchmarks/results/precision.md); on CPUs without them bf16 is emulated and slower.
+On CPUs with AMX or AVX-512 BF16 (Intel Sapphire Rapids and later) a training step of the dSprites
+MLP VAE is about 2.4x faster, of the conv VAE on Fashion-MNIST about 1.9x
+(benchmarks/results/training_speed.md); on CPUs without them bf16 is emulated and slower.
 """
 
 from __future__ import annotations
