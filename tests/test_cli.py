@@ -258,6 +258,9 @@ def test_btcvae_on_dsprites_reports_disentanglement(capsys, tmp_path):
     for key in ("disentanglement/mig", "disentanglement/beta_vae/eval_accuracy", "disentanglement/factor_vae/eval_accuracy",
                 "disentanglement/dci/disentanglement", "disentanglement/sap"):
         assert 0 <= ev[key] <= 1, key
+    report = (out / "report.md").read_text()
+    assert "## Disentanglement" in report and "| pos_x |" in report and "![traversals](traversals.png)" in report
+    assert (out / "traversals.png").exists()
     code, _, err = run(capsys, "traverse", str(out), "-o", str(tmp_path / "t.png"))
     assert code == 0, err
 

@@ -237,6 +237,10 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
         pairs = min(6, len(test_data) // 2)
         x = test_data.batch(torch.arange(2 * pairs))
         save_grid(out / "interpolations.png", interpolation_grid(model, x[:pairs], x[pairs:]), nrow=12)
+        if model.has_posterior:  # rows ordered by KL on up to 1,000 test images, as `vaekit traverse`
+            x_kl = test_data.batch(torch.arange(min(1000, len(test_data))))
+            grid, _, _ = traversal_grid(model, x_kl[:1], x_kl, steps=9, dims=10)
+            save_grid(out / "traversals.png", grid, nrow=9)
     rows = _read_jsonl(out / "metrics.jsonl")
     eval_rows = _read_jsonl(out / "eval.jsonl")
     keys = [k for k in (rows[-1] if rows else {}) if k not in ("step", "images_per_s")][:6]  # as the model logs them
@@ -253,6 +257,32 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+_DIS = "disentanglement/"
+_DIS_SCORES = [("MIG, Chen et al.'s posterior estimator (mean over every factor)", "mig_posterior"),
+               ("MIG, disentanglement_lib", "mig"),
+               ("beta-VAE score", "beta_vae/eval_accuracy"), ("FactorVAE score", "factor_vae/eval_accuracy"),
+               ("DCI disentanglement", "dci/disentanglement"), ("DCI completeness", "dci/completeness"),
+               ("DCI informativeness", "dci/informativeness"), ("SAP", "sap")]
+
+
+def _disentanglement_section(result: dict) -> list[str]:
+    """The disentanglement scores of `result` (keys disentanglement/...), and both MIGs per factor."""
+    d = {k[len(_DIS):]: v for k, v in result.items() if k.startswith(_DIS)}
+    if not d:
+        return []
+    lines = ["", "## Disentanglement (scored against the data's known factors)", "",
+             "| score | value |", "|---|---|"]
+    lines += [f"| {name} | {d[key]:.4f} |" for name, key in _DIS_SCORES if key in d]
+    factors = [k.split("/", 1)[1] for k in d if k.startswith("mig_posterior/") and k.split("/", 1)[1] not in
+               ("n", "samples")]
+    if factors:
+        lines += ["", "| factor | MIG (Chen et al.) | MIG (disentanglement_lib) |", "|---|---|---|"]
+        lines += [f"| {f} | {d[f'mig_posterior/{f}']:.4f} | {d.get(f'mig/{f}', float('nan')):.4f} |" for f in factors]
+    counts = ", ".join(f"{k} = {v:g}" for k, v in d.items() if k.rsplit("/", 1)[-1] in
+                       ("n", "samples", "bins", "n_train", "n_eval", "n_test", "n_var", "pairs", "group_size"))
+    return lines + ["", f"Sample counts: {counts}."]
+
+
 def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict, model: GenerativeModel | None = None) -> None:
     def fmt(v):
         return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
@@ -263,9 +293,13 @@ def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict, model: Ge
              f"- vaekit {saved['vaekit_version']}, torch {saved['torch_version']}", "",
              "Per-image terms in nats (summed over pixels and latent dimensions, averaged over images).", "",
              "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {fmt(v)} |" for k, v in result.items()]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in result.items() if not k.startswith(_DIS)]
     notes = model.report_notes(_read_jsonl(out / "metrics.jsonl")) if hasattr(model, "report_notes") else []
     lines += ["", *[f"- {n}" for n in notes]] if notes else []
+    lines += _disentanglement_section(result)
+    if (out / "traversals.png").exists():
+        lines += ["", "Latent traversals of the 10 most used dimensions (rows, by KL on test images; columns -3 … 3 "
+                  "prior standard deviations around the first test image's code):", "", "![traversals](traversals.png)"]
     if (out / "training_curves.png").exists():
         lines += ["", "![training curves](training_curves.png)"]
     lines += ["", "![loss curves](loss_curves.png)", "",
