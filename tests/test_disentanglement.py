@@ -203,7 +203,6 @@ def test_encoders_must_return_one_finite_code_tensor():
         mig(lambda x: torch.full((len(x), 2), float("nan")), DATA, n=10)
 
 
-
 def test_mig_reports_each_factor_and_their_mean(scores):
     s = scores["plane_rotation"]
     per_factor = [s[f"mig/{name}"] for name in DATA.factor_names]
