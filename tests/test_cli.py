@@ -2,6 +2,7 @@
 input with one line and exit code 2, never a traceback or a half-written run."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -258,6 +259,8 @@ def test_btcvae_on_dsprites_reports_disentanglement(capsys, tmp_path):
     for key in ("disentanglement/mig", "disentanglement/beta_vae/eval_accuracy", "disentanglement/factor_vae/eval_accuracy",
                 "disentanglement/dci/disentanglement", "disentanglement/sap"):
         assert 0 <= ev[key] <= 1, key
+    assert ev["decomposition/n"] == 10_000 and ev["decomposition/mi"] <= math.log(10_000)  # whole-data-set MI, TC, DWKL
+    assert ev["decomposition/kl"] == pytest.approx(ev["decomposition/mi"] + ev["decomposition/tc"] + ev["decomposition/dwkl"])
     report = (out / "report.md").read_text()
     assert "## Disentanglement" in report and "| pos_x |" in report and "![traversals](traversals.png)" in report
     assert (out / "traversals.png").exists()

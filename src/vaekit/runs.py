@@ -31,7 +31,7 @@ from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_di
 from .data import load_dataset
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError
-from .metrics import dataset_mean_image, evaluate_disentanglement, evaluate_model
+from .metrics import dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model
 from .models import GenerativeModel, build_model, get_entry, model_config
 from .models.base import inference
 from .train import Trainer, latest_checkpoint
@@ -141,6 +141,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
                             iw_images=final_iw_images, max_images=cfg.train.final_eval_images or None,
                             seed=cfg.train.seed)
     result.update(evaluate_disentanglement(model, train_data, "fast", seed=cfg.train.seed))
+    result.update(evaluate_kl_decomposition(model, train_data, "fast", seed=cfg.train.seed))
     result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     write_json_atomic(out / "evaluation.json", result)

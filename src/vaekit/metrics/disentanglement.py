@@ -27,13 +27,13 @@ Factors are always treated as discrete class labels (their value indices).
 
 from __future__ import annotations
 
-import math
 from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
 from ..data.factors import FactorDataset, all_factor_settings
+from .mixture import BLOCK, log_mixture_1d
 
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, C, H, W) -> codes (B, D)
 # images (B, C, H, W) -> (mu, logvar), each (B, D): a diagonal-Gaussian q(z|x)
@@ -170,17 +170,6 @@ def mig(encode: EncodeFn, data: FactorDataset, *, n: int = 10_000, bins: int = 2
 # ---------------------------------------------------------------------------------------------
 # MIG from the posterior (Chen et al. 2018, sec. 5)
 
-# Log-densities made at once by the mixture estimator (elements of one block): 2^19 float32 is 2 MB,
-# which stays in cache across the block's seven passes (measured fastest on 2 cores); for a large
-# mixture that is 512 samples x 1024 components.
-_BLOCK = 2**19
-_TILE_ROWS = 512  # samples per block at least (fewer only when there are fewer)
-# Floor on shifted log-densities before exp: e^-87 is just above float32's smallest normal (~1.2e-38),
-# so no denormals (~100x slower on x86) reach exp or the sums; e^-700 does the same for float64.
-_FLOOR = {torch.float32: -87.0, torch.float64: -700.0}
-_FLOAT32_MIN_LOGVAR = -160.0  # below this exp(-logvar / 2) nears float32's range: that latent goes float64
-
-
 class PosteriorMI(NamedTuple):
     """Estimates in nats, float64: mi (D, K) = entropy[:, None] - conditional_entropy (not clamped),
     entropy (D,) = H(z_j), conditional_entropy (D, K) = H(z_j | v_k)."""
@@ -189,87 +178,22 @@ class PosteriorMI(NamedTuple):
     conditional_entropy: torch.Tensor
 
 
-def _exact_log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log (1/M) sum_n N(z_s; mu_n, exp(logvar_n)) for 1-D z (S,), mu and logvar (M,): plain float64
-    logsumexp, a few rows at a time. -> (S,) float64"""
-    rows = max(1, _BLOCK // max(1, len(mu)))
-    out = [torch.logsumexp(-0.5 * ((z[r:r + rows, None] - mu) ** 2 * torch.exp(-logvar) + logvar), 1)
-           for r in range(0, len(z), rows)]
-    return torch.cat(out) - 0.5 * math.log(2 * math.pi) - math.log(len(mu))
-
-
-def _split(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """x (float64) = hi + lo with hi = x rounded to dtype, lo the rest in dtype (None when x is exact)."""
-    hi = x.to(dtype)
-    lo = (x - hi.double()).to(dtype)
-    return hi, (lo if bool(lo.any()) else None)
-
-
-def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int = _BLOCK) -> torch.Tensor:
-    """log q(z_s) = log (1/M) sum_n N(z_s; mu_n, exp(logvar_n)): a 1-D Gaussian mixture with M
-    components at S points, z (S,), mu and logvar (M,) float64 -> (S,) float64.
-
-    The (S, M) log-densities are made in float32 blocks of about `chunk` elements. z_s - mu_n keeps
-    float32's relative precision however sharp the posteriors: z and mu are each split into a float32
-    value and a float32 remainder (hi + lo), hi_z - hi_mu is exact when the two are close (Sterbenz),
-    and the remainders are added after. The logsumexp uses one shift for every row,
-    U = max_n -logvar_n / 2 (>= each log-density + log sqrt(2 pi)), so blocks need no running max and
-    their sums simply add (in float64); shifted log-densities are floored at e^-87 before exp, which
-    adds at most M e^-87 to a row's sum. Rows whose sum is so small that this could exceed e^-20 of it
-    (possible only when one latent's log-variances span more than about 100) are redone in plain
-    float64, and so is a latent with a log-variance below -160. Error: ~1e-7 nats per log q.
-    """
-    n_comp = len(mu)
-    dtype = torch.float32 if float(logvar.min()) >= _FLOAT32_MIN_LOGVAR else torch.float64
-    floor = _FLOOR[dtype]
-    log_inv_std = -0.5 * logvar  # (M,)
-    shift = float(log_inv_std.max())  # U
-    offset = (log_inv_std - shift).to(dtype)  # (M,) <= 0
-    scale = (torch.exp(log_inv_std) * math.sqrt(0.5)).to(dtype)  # (M,): ((z - mu) * scale)^2 = (z - mu)^2 / 2 var
-    z_hi, z_lo = _split(z, dtype)
-    mu_hi, mu_lo = _split(mu, dtype)
-    rows = min(len(z), max(_TILE_ROWS, chunk // n_comp))
-    cols = min(n_comp, max(1, chunk // rows))
-    total = torch.empty(len(z), dtype=torch.float64)
-    buf = torch.empty(rows, cols, dtype=dtype)
-    for r in range(0, len(z), rows):
-        zh = z_hi[r:r + rows, None]  # (R, 1)
-        acc = torch.zeros(len(zh), dtype=torch.float64)
-        for c in range(0, n_comp, cols):
-            sl = slice(c, c + cols)
-            b = buf[:len(zh), :len(mu_hi[sl])]  # (R, C)
-            torch.sub(zh, mu_hi[sl], out=b)
-            if z_lo is not None:
-                b.add_(z_lo[r:r + rows, None])
-            if mu_lo is not None:
-                b.sub_(mu_lo[sl])
-            b.mul_(scale[sl])
-            torch.addcmul(offset[sl], b, b, value=-1.0, out=b)  # log N(z_s; mu_n, var_n) + log sqrt(2 pi) - U
-            acc += b.clamp_min_(floor).exp_().sum(1)
-        total[r:r + rows] = acc
-    out = torch.log(total) + (shift - 0.5 * math.log(2 * math.pi) - math.log(n_comp))
-    redo = ~(total >= n_comp * math.exp(floor + 20.0))  # the floor's excess could exceed e^-20 of the sum
-    if redo.any():
-        out[redo] = _exact_log_mixture(z[redo], mu, logvar)
-    return out
-
-
 def _mixture_entropy(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int) -> torch.Tensor:
     """-(1/S) sum_s log q(z_sj) for each latent j, q(z_j) = (1/M) sum_n q(z_j|n): z (D, S) draws,
     mu and logvar (D, M) the mixture's components. -> (D,) float64"""
-    return torch.stack([-_log_mixture(z[j], mu[j], logvar[j], chunk).mean() for j in range(len(mu))])
+    return torch.stack([-log_mixture_1d(z[j], mu[j], logvar[j], chunk).mean() for j in range(len(mu))])
 
 
 def posterior_mutual_info(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, factors: torch.Tensor, *,
                           samples: int = 10_000, generator: torch.Generator | None = None,
-                          chunk: int = _BLOCK) -> PosteriorMI:
+                          chunk: int = BLOCK) -> PosteriorMI:
     """I(z_j; v_k) = H(z_j) - H(z_j | v_k) for every latent j and factor k (Chen et al. 2018, sec. 5),
     over the empirical distribution of N datapoints with posteriors q(z|n) = N(mu_n, diag exp(logvar_n)).
 
     z, mu, logvar (N, D): z_n is one draw from q(z|n); factors (N, K) int64, the datapoints' values.
     H(z_j) = E_{p(n)} E_{q(z_j|n)} [-log q(z_j)], q(z_j) = (1/N) sum_n q(z_j|n), is estimated by the
     mean of -log q(z_nj) over `samples` datapoints drawn without replacement (all, if N <= samples),
-    each log q by an exact logsumexp over all N components (`_log_mixture`).
+    each log q by an exact logsumexp over all N components (`mixture.log_mixture_1d`).
     H(z_j | v_k) = sum_v p(v_k = v) H(z_j | v_k = v), p the empirical frequency and H(z_j | v_k = v)
     the same estimate on the datapoints with v_k = v only: mixture and draws from that subset
     (as in the authors' code). Returns PosteriorMI(mi (D, K), entropy (D,), conditional_entropy (D, K)).
@@ -314,7 +238,7 @@ def _encode_posterior_factors(encode_posterior: EncodePosteriorFn, data: FactorD
 
 
 def mig_posterior(encode_posterior: EncodePosteriorFn, data: FactorDataset, *, n: int | None = None,
-                  samples: int = 10_000, batch_size: int = 256, seed: int = 0, chunk: int = _BLOCK) -> dict:
+                  samples: int = 10_000, batch_size: int = 256, seed: int = 0, chunk: int = BLOCK) -> dict:
     """Mutual information gap with the MI estimator of Chen et al. 2018, sec. 5 (their reported numbers).
 
     The empirical data distribution is every factor setting of `data` (n=None: all 737,280 for
