@@ -46,7 +46,7 @@ def elbo_decomposition(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, 
     dwkl_d = (log_qz_d - log_pz_d).mean(0)  # (D,)
     out = {"mi": float(mi), "tc": float(tc), "dwkl": float(dwkl_d.sum()), "kl": float(mi + tc + dwkl_d.sum())}
     out.update({f"dwkl/{d}": float(v) for d, v in enumerate(dwkl_d)})
-    return {**out, "n": float(n), "samples": float(len(pick)), "log_n": math.log(n)}
+    return {**out, "n": n, "samples": len(pick), "log_n": math.log(n)}
 
 
 @torch.no_grad()
