@@ -263,6 +263,8 @@ def test_btcvae_on_dsprites_reports_disentanglement(capsys, tmp_path):
     assert ev["decomposition/kl"] == pytest.approx(ev["decomposition/mi"] + ev["decomposition/tc"] + ev["decomposition/dwkl"])
     report = (out / "report.md").read_text()
     assert "## Disentanglement" in report and "| pos_x |" in report and "![traversals](traversals.png)" in report
+    assert "## KL decomposition" in report and f"| total correlation | {ev['decomposition/tc']:.4f} |" in report
+    assert "| decomposition/tc |" not in report  # in its own section, not among the per-image terms
     assert (out / "traversals.png").exists()
     code, _, err = run(capsys, "traverse", str(out), "-o", str(tmp_path / "t.png"))
     assert code == 0, err
