@@ -14,7 +14,7 @@ Writes `<out>/disentanglement.md` (every metric per model: mean and spread over 
 grids beside it. Runs are reused: an interrupted benchmark continues where it stopped.
 
     python benchmarks/reproduce_disentanglement.py --arch mlp --batch-size 2048 --precision bf16 \\
-        --steps 3600 --eval-at 1080 --seeds 0,1 --mws-seeds 0 --fmnist-epochs 10 --metrics full  # committed
+        --steps 3600 --eval-at 1080 --seeds 0,1 --fmnist-epochs 10 --metrics full   # the committed result
     python benchmarks/reproduce_disentanglement.py --steps 20 --eval-at 10 --fmnist-epochs 0.02 --seeds 0,1 \\
         --mig-images 5000 --out /tmp/dis-smoke --runs /tmp/dis-smoke-runs                 # a smoke run
 """
@@ -156,6 +156,12 @@ def ordering_sentence(scores: dict, step: int, labels: list[str]) -> str:
             + "; ".join(per_seed) + ".")
 
 
+def run_seconds(by_step: dict[int, list[dict]], key: str) -> float:
+    """Seconds of `key` summed over a run's stages (its sessions or scorings), averaged over seeds."""
+    per_seed = [sum(rows) for rows in zip(*([r.get(key, 0.0) for r in by_step[step]] for step in by_step))]
+    return statistics.mean(per_seed)
+
+
 def spread(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
@@ -242,6 +248,10 @@ def main() -> None:
                 if fmnist else "")
              + f"train.precision = {args.precision}; wall time {time.time() - started:.0f} s for the work done by "
              "this invocation (runs and scores already on disk are reused)",
+             "- compute per dSprites run, mean over seeds (from the runs' own logs: every training session's "
+             "train_seconds and every scoring's metric_seconds; the CPU was shared with other jobs at times): "
+             + "; ".join(f"{lb} {run_seconds(scores[lb], 'train_seconds_this_session'):.0f} s training, "
+                         f"{run_seconds(scores[lb], 'metric_seconds'):.0f} s scoring" for lb in labels),
              "- model: " + ("Chen et al.'s dSprites MLP (encoder 4096-1200-1200 ReLU, decoder 1200-1200-1200 tanh, "
                             "no normalisation)" if args.arch == "mlp" else
                             "vaekit's conv VAE (4 stride-2 convolutions for 64×64, widths 16-64 to fit the budget)")
