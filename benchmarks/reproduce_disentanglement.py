@@ -41,6 +41,7 @@ except ImportError:
 
 from vaekit.metrics import evaluate_disentanglement  # noqa: E402
 from vaekit.metrics.disentanglement import mig_posterior  # noqa: E402
+from vaekit.metrics.evaluate import posterior_encoder  # noqa: E402
 from vaekit.metrics.elbo_decomposition import dataset_elbo_decomposition  # noqa: E402
 from vaekit.runs import load_run, load_split, resolve_config, train_run, traversal_grid  # noqa: E402
 from vaekit.train import latest_checkpoint  # noqa: E402
@@ -117,7 +118,7 @@ def score(run_dir: Path, step: int, seed: int, metrics: str, mig_images: int | N
     if metrics == "fast" or mig_images is not None:  # the fast metrics are in evaluation.json already
         with torch.no_grad():
             result.update({f"disentanglement/{k}": v for k, v in mig_posterior(
-                lambda x: _posterior(model, x), train, n=mig_images, samples=10_000, seed=seed).items()})
+                posterior_encoder(model), train, n=mig_images, samples=10_000, seed=seed).items()})
     result["chen_mig"] = statistics.mean(result[f"disentanglement/mig_posterior/{f}"] for f in CHEN_FACTORS)
     result["metric_seconds"] = round(time.time() - t0, 1)
     cache.write_text(json.dumps(result, indent=1))
@@ -130,15 +131,9 @@ def decomposition(run_dir: Path, step: int, seed: int, images: int | None, sampl
     cache = run_dir / f"bench-{step}-decomposition-{images or 'all'}.json"
     if not cache.exists():
         cfg, model, _ = load_run(run_dir)
-        with torch.no_grad():
-            out = dataset_elbo_decomposition(model, load_split(cfg, "train"), n=images, samples=samples, seed=seed)
+        out = dataset_elbo_decomposition(model, load_split(cfg, "train"), n=images, samples=samples, seed=seed)
         cache.write_text(json.dumps({f"decomposition/{k}": v for k, v in out.items()}, indent=1))
     return json.loads(cache.read_text())
-
-
-def _posterior(model, x):
-    q = model.encode(x.to(model.device))
-    return q.mu.flatten(1).cpu(), q.logvar.flatten(1).cpu()
 
 
 def ordering_sentence(scores: dict, step: int, labels: list[str]) -> str:

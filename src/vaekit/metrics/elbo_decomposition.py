@@ -23,6 +23,7 @@ import math
 import torch
 
 from ..distributions import LOG_2PI, DiagonalGaussian
+from ..models.base import eval_mode
 from .mixture import log_mixture_1d, log_mixture_joint
 
 
@@ -49,20 +50,23 @@ def elbo_decomposition(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, 
     return {**out, "n": n, "samples": len(pick), "log_n": math.log(n)}
 
 
-@torch.no_grad()
 def dataset_elbo_decomposition(model, data, *, n: int | None = None, samples: int = 10_000, seed: int = 0,
                                batch_size: int = 500) -> dict:
-    """`elbo_decomposition` of a trained model over `data` (any dataset with `batch(indices)`): every
-    image (n=None; 737,280 for dSprites, as the authors do) or n drawn uniformly without replacement
-    (then MI <= log n, so compare values at equal n). The model is used as it is: call it in eval mode."""
+    """`elbo_decomposition` of a trained model (run in eval mode) over `data` (any dataset with
+    `batch(indices)`): every image (n=None; 737,280 for dSprites, as the authors do) or n drawn
+    uniformly without replacement (then MI <= log n, so compare values at equal n)."""
+    from .evaluate import posterior_encoder
+
     g = torch.Generator().manual_seed(seed)
     total = len(data)
     idx = torch.arange(total) if n is None or n >= total else torch.randperm(total, generator=g)[:n].sort().values
     mus, logvars = [], []
-    for start in range(0, len(idx), batch_size):
-        q = model.encode(data.batch(idx[start:start + batch_size]).to(model.device))
-        mus.append(q.mu.flatten(1).double().cpu())
-        logvars.append(q.logvar.flatten(1).double().cpu())
+    with eval_mode(model):
+        encode_posterior = posterior_encoder(model)
+        for start in range(0, len(idx), batch_size):
+            mu, logvar = encode_posterior(data.batch(idx[start:start + batch_size]))
+            mus.append(mu.double())
+            logvars.append(logvar.double())
     mu, logvar = torch.cat(mus), torch.cat(logvars)
     z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, dtype=torch.float64)
     return elbo_decomposition(mu, logvar, z, samples=samples, generator=g)

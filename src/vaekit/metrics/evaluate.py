@@ -63,7 +63,19 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
 
 
 __all__ = ["evaluate_model", "evaluate_disentanglement", "evaluate_kl_decomposition", "evaluate_samples",
-           "dataset_mean_image"]
+           "dataset_mean_image", "posterior_encoder"]
+
+
+def posterior_encoder(model):
+    """images (B, C, H, W) -> (mu, logvar), each (B, D) on the CPU: the model's q(z|x) in the form the
+    posterior-based metrics take (`mig_posterior`, `dataset_elbo_decomposition`). Call it in eval mode."""
+    device = next(model.parameters()).device
+
+    def encode_posterior(x):
+        q = model.encode(x.to(device))
+        return q.mu.flatten(1).cpu(), q.logvar.flatten(1).cpu()
+
+    return encode_posterior
 
 
 @torch.no_grad()
@@ -86,14 +98,10 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     def encode(x):
         return model.latent_code(x.to(device)).flatten(1).cpu()
 
-    def encode_posterior(x):
-        q = model.encode(x.to(device))
-        return q.mu.flatten(1).cpu(), q.logvar.flatten(1).cpu()
-
     posterior = {"n": None, "samples": 10_000} if mode == "full" else {"n": 50_000, "samples": 5_000}
     with eval_mode(model):
         result = all_disentanglement_metrics(encode, factor_data, seed=seed, fast=mode == "fast")
-        result.update(mig_posterior(encode_posterior, factor_data, **posterior, seed=seed))
+        result.update(mig_posterior(posterior_encoder(model), factor_data, **posterior, seed=seed))
     return {f"disentanglement/{k}": v for k, v in result.items()}
 
 
@@ -109,8 +117,7 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
     if mode == "off" or not model.has_posterior:
         return {}
     settings = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
-    with eval_mode(model):
-        out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed)
+    out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed)
     return {f"decomposition/{k}": out[k] for k in ("mi", "tc", "dwkl", "kl", "n", "samples")}
 
 
