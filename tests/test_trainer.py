@@ -112,8 +112,9 @@ def _eval_with_noise(model, step):
     return {"noise": float(torch.rand(()))}  # consumes RNG: must not disturb training's stream
 
 
-def test_resume_is_bit_identical(tiny_data, tmp_path):
-    cfg = _cfg(steps=12, checkpoint_every=3, eval_every=2, log_every=3, lr=3e-3)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_is_bit_identical(tiny_data, tmp_path, precision):
+    cfg = _cfg(steps=12, checkpoint_every=3, eval_every=2, log_every=3, lr=3e-3, precision=precision)
     straight = Trainer(tiny_vae(), tiny_data, cfg, tmp_path / "a", evaluate=_eval_with_noise, progress=False)
     straight.fit()
 
