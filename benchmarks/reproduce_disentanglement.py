@@ -39,12 +39,14 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
 
-from vaekit.metrics import evaluate_disentanglement  # noqa: E402
+from vaekit.data import fixed_sample  # noqa: E402
+from vaekit.metrics import evaluate_disentanglement, evaluate_model  # noqa: E402
 from vaekit.metrics.disentanglement import mig_posterior  # noqa: E402
 from vaekit.metrics.evaluate import posterior_encoder  # noqa: E402
 from vaekit.metrics.elbo_decomposition import dataset_elbo_decomposition  # noqa: E402
 from vaekit.runs import load_run, load_split, resolve_config, train_run, traversal_grid  # noqa: E402
 from vaekit.train import latest_checkpoint  # noqa: E402
+from vaekit.train.checkpoint import load_model_weights  # noqa: E402
 from vaekit.viz import save_grid  # noqa: E402
 
 # label, registered model, beta, q(z) estimator (beta-TCVAE only; the file-name tag of a non-default one)
@@ -106,10 +108,12 @@ def score(run_dir: Path, step: int, seed: int, metrics: str, mig_images: int | N
     (or `mig_images` drawn images) and, with metrics="full", disentanglement_lib's sample counts for the
     other metrics."""
     cache = run_dir / f"bench-{step}-{metrics}-{mig_images or 'all'}.json"
+    tests = test_terms(run_dir, step, seed)
     if cache.exists():
-        return json.loads(cache.read_text())
+        return {**json.loads(cache.read_text()), **tests}
     result = json.loads((run_dir / "evaluation.json").read_text())
     assert result["step"] == step, (run_dir, result["step"], step)
+    result.update(tests)
     cfg, model, _ = load_run(run_dir)
     train = load_split(cfg, "train")
     t0 = time.time()
@@ -123,6 +127,19 @@ def score(run_dir: Path, step: int, seed: int, metrics: str, mig_images: int | N
     result["metric_seconds"] = round(time.time() - t0, 1)
     cache.write_text(json.dumps(result, indent=1))
     return result
+
+
+def test_terms(run_dir: Path, step: int, seed: int, images: int = 2000) -> dict:
+    """The test ELBO terms and SSIM of the run's checkpoint at `step` on a fixed uniform sample of
+    `images` dSprites test images (the same for every run; `evaluate_model`), cached in the run folder."""
+    cache = run_dir / f"bench-{step}-test-{images}.json"
+    if not cache.exists():
+        cfg, model, _ = load_run(run_dir)
+        ckpt = run_dir / "checkpoints" / f"step-{step:08d}"
+        load_model_weights(ckpt, model)
+        out = evaluate_model(model, load_split(cfg, "test"), max_images=images, seed=seed)
+        cache.write_text(json.dumps({k: v for k, v in out.items() if k.startswith("test/")}, indent=1))
+    return json.loads(cache.read_text())
 
 
 def decomposition(run_dir: Path, step: int, seed: int, images: int | None, samples: int = 2_000) -> dict:
@@ -165,8 +182,9 @@ def spread(values: list[float]) -> str:
 
 def traverse(run_dir: Path, path: Path, dims: int | None = None) -> list[float]:
     cfg, m, _ = load_run(run_dir)
-    x = load_split(cfg, "test").batch(torch.arange(1000))
-    grid, _, kl = traversal_grid(m, x[:1], x, steps=9, dims=dims)
+    test = load_split(cfg, "test")
+    grid, _, kl = traversal_grid(m, test.batch(torch.arange(1)), test.batch(fixed_sample(len(test), 1000)), steps=9,
+                                 dims=dims)
     save_grid(path, grid, nrow=9)
     return kl.tolist()
 
@@ -260,9 +278,9 @@ def main() -> None:
              "orientation, pos_x, pos_y), at every step scored; the other metrics "
              + ("with disentanglement_lib's sample counts" if args.metrics == "full" else "with ~58k images encoded")
              + f" at step {final}" + (" and with ~58k images at the earlier steps" if len(stages) > 1 else "")
-             + "; test SSIM/recon/KL on 2,000 dSprites test images; MI / TC / DWKL: the KL split over every "
-             "dSprites image (their posteriors' mixture as q(z), exact logsumexps; 2,000 draws scored; "
-             "vaekit.metrics.elbo_decomposition)",
+             + "; test SSIM/recon/KL on a fixed uniform sample of 2,000 dSprites test images (the same for every "
+             "run); MI / TC / DWKL: the KL split over every dSprites image (their posteriors' mixture as q(z), "
+             "exact logsumexps; 2,000 draws scored; vaekit.metrics.elbo_decomposition)",
              "", f"## dSprites at step {final}: every metric, mean ± standard deviation over seeds", "",
              "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for name, key in METRICS:

@@ -241,6 +241,8 @@ def test_traverse_orders_rows_by_kl(digits_run, capsys, tmp_path):
     assert len(kls) == 4 and kls == sorted(kls, reverse=True)
     scale = 64 // 8
     assert Image.open(tmp_path / "t.png").size == ((5 * 10 + 2) * scale, (4 * 10 + 2) * scale)
+    code, _, err = run(capsys, "traverse", str(digits_run), "-o", str(tmp_path / "u.png"), "--image", "100000")
+    assert code == 2 and "--image must lie in [0, " in err and not (tmp_path / "u.png").exists()
 
 
 def test_btcvae_on_dsprites_reports_disentanglement(capsys, tmp_path):

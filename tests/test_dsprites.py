@@ -206,8 +206,10 @@ def test_splits_labels_and_registry():
     train, test = load_dataset("dsprites", "train"), load_dataset("dsprites", "test")
     assert len(test) == 10_000 and test.image_shape == train.image_shape == (1, 64, 64)
     index = test.index
-    assert bool((index[1:] > index[:-1]).all()) and 0 <= int(index[0]) and int(index[-1]) < N
+    assert len(index.unique()) == len(index) and 0 <= int(index.min()) and int(index.max()) < N
     assert torch.equal(index, dsprites.split_indices("test"))  # fixed rule
+    first = test.labels[:2000]  # any prefix is a uniform sample, not the small squares stored first
+    assert all(0.25 < float(first.eq(shape).float().mean()) < 0.42 for shape in range(3))
     assert train.classes == test.classes == ["square", "ellipse", "heart"]
     assert torch.equal(test.labels, test.factors_of(torch.arange(len(test)))[:, 0])
     assert torch.equal(test.batch(torch.arange(3)), train.batch(index[:3]))

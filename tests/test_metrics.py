@@ -1,10 +1,12 @@
-"""Metrics: SSIM against scikit-image, the IWAE bound against the ELBO, evaluation in eval mode."""
+"""Metrics: SSIM against scikit-image, the IWAE bound against the ELBO, evaluation in eval mode and on a
+uniform sample."""
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import TINY, blob_images
+from vaekit.data import ImageDataset
 from vaekit.metrics import dataset_mean_image, evaluate_model, iwae_bound, iwae_nll, log_importance_weights, ssim_per_image
 from vaekit.metrics.image_quality import mse_per_image
 from vaekit.models import Batch, build_model, model_config
@@ -73,7 +75,6 @@ def trained_vae():
     """A tiny VAE trained briefly on blobs, so its posterior is informative (an untrained one's
     weights are all alike and the bound barely moves)."""
     from vaekit.config import TrainConfig
-    from vaekit.data import ImageDataset
     from vaekit.train import Trainer
 
     data = ImageDataset("blobs", "train", blob_images(512, 16), None, None, "memory")
@@ -114,6 +115,20 @@ def test_evaluate_reports_baseline_and_counts(tiny_data, tiny_test_data):
     for key in ("test/loss", "test/recon", "test/kl", "test/elbo", "test/ssim", "test/mse", "test/iwae_nll"):
         assert np.isfinite(result[key]), key
     assert result["test/iwae_nll"] <= -result["test/elbo"] + 5.0  # a bound at least as tight, up to noise
+
+
+def test_evaluation_on_part_of_a_split_reads_a_uniform_sample_not_its_first_images():
+    # A split stored class by class (as dSprites by factor, an image folder by class): 64 blank images, then 64 blobs.
+    images = torch.cat([torch.zeros(64, 1, 16, 16, dtype=torch.uint8), blob_images(64, 16)])
+    data = ImageDataset("sorted", "test", images, None, None, "memory")
+    blank = torch.zeros(1, 16, 16)
+    model = _vae()
+    full = evaluate_model(model, data, train_mean=blank)["baseline/mean_image/mse"]
+    part = evaluate_model(model, data, train_mean=blank, max_images=32)
+    assert part["images"] == 32
+    # the first 32 would all be blank (MSE 0 against a blank mean); a uniform sample is about half blobs
+    assert 0.5 * full < part["baseline/mean_image/mse"] < 1.5 * full
+    assert evaluate_model(model, data, train_mean=blank, max_images=32) == part  # the same sample every time
 
 
 def test_sharpness_measures_fall_with_blur():

@@ -28,7 +28,7 @@ import torch
 from . import __version__
 from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml,
                      run_config_to_dict, to_toml)
-from .data import load_dataset
+from .data import fixed_sample, load_dataset
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError
 from .metrics import dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model
@@ -238,9 +238,9 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
         pairs = min(6, len(test_data) // 2)
         x = test_data.batch(torch.arange(2 * pairs))
         save_grid(out / "interpolations.png", interpolation_grid(model, x[:pairs], x[pairs:]), nrow=12)
-        if model.has_posterior:  # rows ordered by KL on up to 1,000 test images, as `vaekit traverse`
-            x_kl = test_data.batch(torch.arange(min(1000, len(test_data))))
-            grid, _, _ = traversal_grid(model, x_kl[:1], x_kl, steps=9, dims=10)
+        if model.has_posterior:  # rows ordered by KL on 1,000 test images (a fixed sample), as `vaekit traverse`
+            x_kl = test_data.batch(fixed_sample(len(test_data), 1000))
+            grid, _, _ = traversal_grid(model, test_data.batch(torch.arange(1)), x_kl, steps=9, dims=10)
             save_grid(out / "traversals.png", grid, nrow=9)
     rows = _read_jsonl(out / "metrics.jsonl")
     eval_rows = _read_jsonl(out / "eval.jsonl")

@@ -218,6 +218,7 @@ def _cmd_interpolate(args) -> int:
 def _cmd_traverse(args) -> int:
     import torch
 
+    from ..data import fixed_sample
     from ..runs import load_run, load_split, traversal_grid
     from ..viz import save_grid
 
@@ -226,11 +227,11 @@ def _cmd_traverse(args) -> int:
     if not model.has_posterior:
         raise ConfigError(f"{cfg.model_name} has no posterior q(z|x): latent KLs, and so traversals by KL, need one")
     data = load_split(cfg, "test")
-    x = data.batch(torch.arange(min(len(data), 1000)))
-    if not 0 <= args.image < len(x):
-        raise ConfigError(f"--image must lie in [0, {len(x) - 1}], got {args.image}")
-    grid, dims, kl = traversal_grid(model, x[args.image:args.image + 1], x, steps=args.steps, span=args.span,
-                                    dims=args.dims)
+    if not 0 <= args.image < len(data):
+        raise ConfigError(f"--image must lie in [0, {len(data) - 1}], got {args.image}")
+    x_kl = data.batch(fixed_sample(len(data), 1000))  # the KLs that order the rows
+    grid, dims, kl = traversal_grid(model, data.batch(torch.tensor([args.image])), x_kl, steps=args.steps,
+                                    span=args.span, dims=args.dims)
     save_grid(args.output, grid, nrow=args.steps)
     shown = ", ".join(f"z{d} ({kl[d]:.2f})" for d in dims)
     print(f"wrote traversals to {args.output}: rows = latent dimensions by KL in nats: {shown}")

@@ -15,6 +15,7 @@ from vaekit.data.dataset import (
     clear_cache,
     dataset_names,
     describe_datasets,
+    fixed_sample,
     load_dataset,
     register,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "clear_cache",
     "dataset_names",
     "describe_datasets",
+    "fixed_sample",
     "load_dataset",
     "register",
 ]

@@ -96,6 +96,18 @@ class ImageDataset:
         return dataclasses.replace(self, images=conform(self.images, size, channels))
 
 
+def fixed_sample(total: int, n: int | None = None, seed: int = 0) -> torch.Tensor:
+    """Positions (int64) of a fixed uniform sample of `n` of `total` items (all of them when `n` is
+    None or >= total), in a random order, so that every prefix is itself a uniform sample.
+
+    What evaluations read instead of "the first n": a split's order need not be random (dSprites is
+    stored by factor, image folders by class), and its first n images would be one class. The same
+    `seed` gives the same images, so runs are compared on the same sample.
+    """
+    k = total if n is None else min(n, total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:k]
+
+
 # A loader gets (split, root, size, channels) and returns the split. It may
 # ignore size/channels: load_dataset conforms the result afterwards.
 Loader = Callable[[str, Path | None, int | None, int | None], ImageDataset]

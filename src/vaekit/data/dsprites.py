@@ -27,7 +27,8 @@ datasets (the images are then no longer binary).
 
 Splits: dSprites has none. `train` is all 737,280 images (as in the disentanglement papers);
 `test` is a fixed subset of 10,000 of them, chosen by a splitmix64 hash of the image index (no
-library random stream, so it cannot change between versions). Labels are the shape (3 classes).
+library random stream, so it cannot change between versions), in the order of that hash, so its
+first n images are a uniform sample. Labels are the shape (3 classes).
 """
 
 from __future__ import annotations
@@ -204,15 +205,18 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _test_index() -> torch.Tensor:
-    # The smallest TEST_SIZE hashes of the image index, ascending.
+    # The images with the TEST_SIZE smallest hashes of their index, in the order of their hash: a fixed
+    # random order, so the split's first n images are a uniform sample (by index they would all be
+    # small squares, dSprites being stored factor by factor).
     with np.errstate(over="ignore"):  # the mixer relies on uint64 wrap-around
         h = _splitmix64(np.arange(N_IMAGES, dtype=np.uint64) + np.uint64(TEST_SEED) * np.uint64(N_IMAGES))
     chosen = np.argpartition(h, TEST_SIZE)[:TEST_SIZE]
-    return torch.from_numpy(np.sort(chosen).astype(np.int64))
+    return torch.from_numpy(chosen[np.argsort(h[chosen])].astype(np.int64))
 
 
 def split_indices(split: str) -> torch.Tensor:
-    """The image indices of a split, ascending: `train` all of them, `test` a fixed 10,000."""
+    """The image indices of a split: `train` all of them, ascending; `test` a fixed 10,000, in a fixed
+    random order (any prefix of it a uniform sample)."""
     if split == "train":
         return torch.arange(N_IMAGES, dtype=torch.int64)
     if split == "test":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data.dataset import fixed_sample
 from ..models.base import Batch, eval_mode
 from .image_quality import dataset_mean_image, mse_per_image, ssim_per_image
 from .likelihood import iwae_nll, supports_likelihood
@@ -18,7 +19,9 @@ from .likelihood import iwae_nll, supports_likelihood
 def evaluate_model(model, test_data, *, train_mean: torch.Tensor | None = None, iw_samples: int = 0,
                    iw_images: int | None = None, max_images: int | None = None, batch_size: int = 500,
                    seed: int = 0) -> dict:
-    """Evaluate `model` on (the first `max_images` of) `test_data`. Runs in eval mode always."""
+    """Evaluate `model` on `test_data`, or on a fixed uniform sample of `max_images` of it (the same
+    images for every run; the IWAE bound on the first `iw_images` of that sample, itself uniform).
+    Runs in eval mode always."""
     with eval_mode(model), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _evaluate(model, test_data, train_mean, iw_samples, iw_images, max_images, batch_size)
@@ -32,8 +35,9 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
     n_iw = 0 if iw_samples <= 0 or not supports_likelihood(model) else (n if iw_images is None else min(iw_images, n))
     sums: dict[str, float] = {}
     ssim_sum = mse_sum = iw_sum = base_ssim = base_mse = 0.0
+    order = fixed_sample(len(data), n)  # never "the first n": a split may be stored by class or factor
     for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(start + batch_size, n))
+        idx = order[start:start + batch_size]
         x = data.batch(idx).to(device)
         y = data.labels[idx].to(device) if data.labels is not None else None
         terms = model.loss(Batch(x, y), 0)
