@@ -14,7 +14,7 @@ Writes `<out>/disentanglement.md` (every metric per model: mean and spread over 
 grids beside it. Runs are reused: an interrupted benchmark continues where it stopped.
 
     python benchmarks/reproduce_disentanglement.py --arch mlp --batch-size 2048 --precision bf16 \\
-        --steps 3600 --eval-at 1080 --seeds 0,1,2 --fmnist-epochs 10 --metrics full   # the committed result
+        --steps 3600 --eval-at 1080 --seeds 0,1,2 --mws-seeds 0 --fmnist-epochs 10 --metrics full   # committed
     python benchmarks/reproduce_disentanglement.py --steps 20 --eval-at 10 --fmnist-epochs 0.02 --seeds 0,1 \\
         --mig-images 5000 --out /tmp/dis-smoke --runs /tmp/dis-smoke-runs                 # a smoke run
 """
