@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..data.dataset import fixed_sample
+
 
 def ssim_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
     """Mean SSIM of each image pair over channels and the valid window positions. (B,)
@@ -38,9 +40,7 @@ def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
 def dataset_mean_image(data, batch_size: int = 4096, max_images: int = 65_536) -> Tensor:
     """The mean image of `data` (all of it, or a fixed random subset of `max_images` when larger,
     e.g. dSprites' 737,280). -> (1, C, H, W)"""
-    n = len(data)
-    order = torch.arange(n) if n <= max_images else \
-        torch.randperm(n, generator=torch.Generator().manual_seed(0))[:max_images].sort().values
+    order = fixed_sample(len(data), max_images).sort().values  # sorted: the sum reads memory in order
     total = torch.zeros(data.image_shape, dtype=torch.float64)
     for start in range(0, len(order), batch_size):
         total += data.batch(order[start:start + batch_size]).double().sum(0)
