@@ -46,7 +46,7 @@ from vaekit.metrics.evaluate import posterior_encoder  # noqa: E402
 from vaekit.metrics.elbo_decomposition import dataset_elbo_decomposition  # noqa: E402
 from vaekit.runs import load_run, load_split, resolve_config, train_run, traversal_grid  # noqa: E402
 from vaekit.train import latest_checkpoint  # noqa: E402
-from vaekit.train.checkpoint import load_model_weights  # noqa: E402
+from vaekit.train.checkpoint import checkpoint_dir, load_model_weights  # noqa: E402
 from vaekit.viz import save_grid  # noqa: E402
 
 # label, registered model, beta, q(z) estimator (beta-TCVAE only; the file-name tag of a non-default one)
@@ -135,8 +135,7 @@ def test_terms(run_dir: Path, step: int, seed: int, images: int = 2000) -> dict:
     cache = run_dir / f"bench-{step}-test-{images}.json"
     if not cache.exists():
         cfg, model, _ = load_run(run_dir)
-        ckpt = run_dir / "checkpoints" / f"step-{step:08d}"
-        load_model_weights(ckpt, model)
+        load_model_weights(checkpoint_dir(run_dir, step), model)
         out = evaluate_model(model, load_split(cfg, "test"), max_images=images, seed=seed)
         cache.write_text(json.dumps({k: v for k, v in out.items() if k.startswith("test/")}, indent=1))
     return json.loads(cache.read_text())

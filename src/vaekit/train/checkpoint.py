@@ -100,12 +100,17 @@ def optimizer_from_flat(optimizers: dict[str, torch.optim.Optimizer], tensors: d
         opt.load_state_dict({"state": state, "param_groups": groups})
 
 
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """Where the checkpoint of `step` lives (whether or not it exists, or was pruned)."""
+    return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer], extra: dict | None = None, keep: int = 2) -> Path:
     """Write checkpoint for `step` atomically; keep the newest `keep` checkpoints."""
-    root = Path(run_dir) / "checkpoints"
+    final = checkpoint_dir(run_dir, step)
+    root, name = final.parent, final.name
     root.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
     try:
         save_file(_plain_tensors(model.state_dict()), str(tmp / "model.safetensors"), metadata={"format": "vaekit"})
@@ -121,7 +126,6 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
         for p in tmp.iterdir():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-        final = root / name
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
