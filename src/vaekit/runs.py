@@ -231,12 +231,13 @@ def traversal_grid(model: GenerativeModel, x_ref: torch.Tensor, x_kl: torch.Tens
 def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConfig) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
-        n = min(16, len(test_data))
-        grid, _ = reconstruction_rows(model, test_data.batch(torch.arange(n)))
-        save_grid(out / "reconstructions.png", grid, nrow=n)
+        # a fixed uniform sample of the test split, not its first images: a split may be stored by class
+        shown = fixed_sample(len(test_data), 16)
+        grid, _ = reconstruction_rows(model, test_data.batch(shown))
+        save_grid(out / "reconstructions.png", grid, nrow=len(shown))
         save_grid(out / "samples.png", model.sample(64), nrow=8)
         pairs = min(6, len(test_data) // 2)
-        x = test_data.batch(torch.arange(2 * pairs))
+        x = test_data.batch(shown[:2 * pairs])
         save_grid(out / "interpolations.png", interpolation_grid(model, x[:pairs], x[pairs:]), nrow=12)
         if model.has_posterior:  # rows ordered by KL on 1,000 test images (a fixed sample), as `vaekit traverse`
             x_kl = test_data.batch(fixed_sample(len(test_data), 1000))
