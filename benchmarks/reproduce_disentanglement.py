@@ -336,8 +336,7 @@ def main() -> None:
                   "on 1,000 test images. The overview paper trains on cropped CelebA faces (30 epochs, Adam lr 1e-4, a "
                   "Gaussian likelihood) and shows traversals, no numbers; this is its beta values and latent size on "
                   f"Fashion-MNIST, at {args.fmnist_epochs:g} epochs, lr 1e-3 and a Bernoulli likelihood, so nothing "
-                  "here is a number of "
-                  "theirs.", "", "| metric | " + " | ".join(fmnist) + " |",
+                  "here is a number of theirs.", "", "| metric | " + " | ".join(fmnist) + " |",
                   "|---|" + "---|" * len(fmnist)]
         for name, key in FMNIST_METRICS:
             lines.append(f"| {name} | " + " | ".join(spread([float(r[key]) for r in fmnist[lb]]) for lb in fmnist) + " |")
