@@ -178,14 +178,16 @@ def _cmd_sample(args) -> int:
 def _cmd_reconstruct(args) -> int:
     import torch
 
+    from ..data import fixed_sample
     from ..runs import load_run, load_split, reconstruction_rows
     from ..viz import save_grid
 
     cfg, model, _ = load_run(args.run, args.device)
     _positive(args.n, "-n")
     data = load_split(cfg, args.split)
-    g = torch.Generator().manual_seed(args.seed)
-    idx = torch.randperm(len(data), generator=g)[: args.n] if args.random else torch.arange(min(args.n, len(data)))
+    # by default the uniform sample whose first 16 the run folder's reconstructions.png shows (never "the
+    # first n": an image folder is stored class by class); --random: another one for each --seed
+    idx = fixed_sample(len(data), args.n, seed=1 + args.seed if args.random else 0)
     torch.manual_seed(args.seed)
     grid, names = reconstruction_rows(model, data.batch(idx))
     save_grid(args.output, grid, nrow=len(idx))
@@ -276,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", action="store_true", help="one row per output stage (multi-stage models)")
     p = _add_picture(sub, "reconstruct", "test images and their reconstructions, one row per output stage", 16)
     p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--random", action="store_true", help="random images instead of the first n")
+    p.add_argument("--random", action="store_true", help="another uniform sample, one for each --seed, instead of "
+                   "the fixed one whose first 16 are the run folder's reconstructions.png")
     p = _add_picture(sub, "interpolate", "decode straight lines in latent space between test images", None)
     p.add_argument("--pairs", type=int, default=6)
     p.add_argument("--steps", type=int, default=10, help="decoded points per line, ends included")
