@@ -69,11 +69,13 @@ def test_evaluate_reports_sample_quality_with_its_counts(digits_run, capsys):
     assert code == 2 and "--samples" in err
 
 
-def test_reconstruct_shows_the_run_folders_images_unless_random(digits_run, capsys, tmp_path):
+def test_reconstruct_and_interpolate_show_the_run_folders_images_by_default(digits_run, capsys, tmp_path):
     assert run(capsys, "reconstruct", str(digits_run), "-n", "16", "-o", str(tmp_path / "r.png"))[0] == 0
     assert (tmp_path / "r.png").read_bytes() == (digits_run / "reconstructions.png").read_bytes()
     assert run(capsys, "reconstruct", str(digits_run), "-n", "16", "--random", "-o", str(tmp_path / "q.png"))[0] == 0
     assert (tmp_path / "q.png").read_bytes() != (digits_run / "reconstructions.png").read_bytes()
+    assert run(capsys, "interpolate", str(digits_run), "-o", str(tmp_path / "i.png"))[0] == 0
+    assert (tmp_path / "i.png").read_bytes() == (digits_run / "interpolations.png").read_bytes()
 
 
 def test_pictures(digits_run, capsys, tmp_path):

@@ -197,8 +197,7 @@ def _cmd_reconstruct(args) -> int:
 
 
 def _cmd_interpolate(args) -> int:
-    import torch
-
+    from ..data import fixed_sample
     from ..runs import interpolation_grid, load_run, load_split
     from ..viz import save_grid
 
@@ -206,8 +205,7 @@ def _cmd_interpolate(args) -> int:
     _positive(args.pairs, "--pairs")
     _positive(args.steps, "--steps")
     data = load_split(cfg, "test")
-    g = torch.Generator().manual_seed(args.seed)
-    idx = torch.randperm(len(data), generator=g)[: 2 * args.pairs]
+    idx = fixed_sample(len(data), 2 * args.pairs, args.seed)  # --seed 0: the run folder's interpolations.png
     if len(idx) < 2 * args.pairs:
         raise ConfigError(f"--pairs {args.pairs} needs {2 * args.pairs} test images; the test split has {len(data)}")
     x = data.batch(idx)

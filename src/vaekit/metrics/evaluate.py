@@ -150,7 +150,7 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
         fake = torch.cat([model.sample(min(batch_size, samples - s)).float().cpu()
                           for s in range(0, samples, batch_size)])  # (N, C, H, W) in [0, 1]
     n_ref = min(samples, len(train_data))
-    ref_idx = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(seed))[:n_ref].sort().values
+    ref_idx = fixed_sample(len(train_data), n_ref, seed).sort().values
     real_train = torch.cat([train_data.batch(ref_idx[s:s + batch_size]) for s in range(0, n_ref, batch_size)])
     result: dict = {"samples/count": samples, "samples/test_images": len(test_data), "samples/pairs": pairs}
     if train_data.labels is not None and test_data.labels is not None:
