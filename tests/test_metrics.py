@@ -140,3 +140,30 @@ def test_sharpness_measures_fall_with_blur():
     assert (laplacian_variance(blurred) < laplacian_variance(x)).all()
     assert (gradient_energy(blurred) < gradient_energy(x)).all()
     assert torch.allclose(laplacian_variance(torch.full((2, 1, 8, 8), 0.3)), torch.zeros(2))
+
+
+def test_iwae_decodes_at_most_images_per_call_whatever_k_and_the_batch():
+    """Peak memory of the bound is set by images_per_call, never by K or the number of images."""
+    model = _vae()
+    seen = []
+    original = model.log_likelihood
+    model.log_likelihood = lambda x, z: (seen.append(len(x)), original(x, z))[1]
+    x = blob_images(7, 16).float() / 255
+    log_w = log_importance_weights(model, x, 50, images_per_call=12)
+    assert log_w.shape == (50, 7) and torch.isfinite(log_w).all()
+    assert max(seen) <= 12 and sum(seen) == 50 * 7
+
+
+def test_evaluation_batches_are_even_and_small_tc_batches_report_no_minibatch_terms():
+    from vaekit.metrics.evaluate import even_batches
+
+    assert sorted(b - a for a, b in even_batches(501, 500)) == [250, 251]
+    assert [b - a for a, b in even_batches(1, 500)] == [1]
+    data = ImageDataset("blobs", "test", blob_images(5), None, None, "memory")
+    torch.manual_seed(0)
+    model = build_model("btcvae", model_config("btcvae", {**TINY, "dataset_size": 100}), (1, 16, 16))
+    small = evaluate_model(model, data, max_images=1)  # the estimators need >= 2 images; none are reported
+    assert "test/recon" in small and not any(k.startswith(("test/tc/", "test/loss")) for k in small)
+    big = ImageDataset("blobs", "test", blob_images(129), None, None, "memory")
+    full = evaluate_model(model, big, batch_size=128)  # two batches of 65 and 64, not 128 + 1
+    assert "test/tc/tc" in full and "test/loss" in full

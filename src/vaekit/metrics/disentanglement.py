@@ -458,7 +458,7 @@ _FAST = {"mig": {"n": 2_000}, "beta_vae": {"n_train": 500, "n_eval": 250, "pairs
 
 
 def all_disentanglement_metrics(encode: EncodeFn, data: FactorDataset, *, seed: int = 0, fast: bool = False,
-                                batch_size: int = 256) -> dict:
+                                batch_size: int = 256, after_each=None) -> dict:
     """MIG, beta-VAE, FactorVAE, DCI and SAP in one flat dict, each with its sample counts.
 
     Full settings are disentanglement_lib's sample counts (about 2.9M images encoded, mostly for the
@@ -467,9 +467,9 @@ def all_disentanglement_metrics(encode: EncodeFn, data: FactorDataset, *, seed: 
     """
     cfg = _FAST if fast else _FULL
     out: dict[str, float] = {}
-    out.update(mig(encode, data, **cfg["mig"], batch_size=batch_size, seed=seed))
-    out.update(beta_vae_score(encode, data, **cfg["beta_vae"], batch_size=batch_size, seed=seed))
-    out.update(factor_vae_score(encode, data, **cfg["factor_vae"], batch_size=batch_size, seed=seed))
-    out.update(dci(encode, data, **cfg["dci"], batch_size=batch_size, seed=seed))
-    out.update(sap(encode, data, **cfg["sap"], batch_size=batch_size, seed=seed))
+    for metric, key in ((mig, "mig"), (beta_vae_score, "beta_vae"), (factor_vae_score, "factor_vae"), (dci, "dci"),
+                        (sap, "sap")):
+        out.update(metric(encode, data, **cfg[key], batch_size=batch_size, seed=seed))
+        if after_each is not None:  # progress: one metric done
+            after_each()
     return out

@@ -51,22 +51,24 @@ def elbo_decomposition(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, 
 
 
 def dataset_elbo_decomposition(model, data, *, n: int | None = None, samples: int = 10_000, seed: int = 0,
-                               batch_size: int = 500) -> dict:
+                               batch_size: int = 500, progress: bool = False) -> dict:
     """`elbo_decomposition` of a trained model (run in eval mode) over `data` (any dataset with
     `batch(indices)`): every image (n=None; 737,280 for dSprites, as the authors do) or n drawn
     uniformly without replacement (then MI <= log n, so compare values at equal n)."""
+    from ..progress import TaskProgress
     from .evaluate import posterior_encoder
 
     g = torch.Generator().manual_seed(seed)
     total = len(data)
     idx = torch.arange(total) if n is None or n >= total else torch.randperm(total, generator=g)[:n].sort().values
     mus, logvars = [], []
-    with eval_mode(model):
+    with eval_mode(model), TaskProgress("KL decomposition: encoding", len(idx), enabled=progress) as shown:
         encode_posterior = posterior_encoder(model)
         for start in range(0, len(idx), batch_size):
             mu, logvar = encode_posterior(data.batch(idx[start:start + batch_size]))
             mus.append(mu.double())
             logvars.append(logvar.double())
+            shown.advance(len(mu))
     mu, logvar = torch.cat(mus), torch.cat(logvars)
     z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, dtype=torch.float64)
     return elbo_decomposition(mu, logvar, z, samples=samples, generator=g)

@@ -7,52 +7,74 @@ baseline. The counts of images and samples used are part of the output.
 
 from __future__ import annotations
 
+import math
+import sys
+
 import torch
 
 from ..data.dataset import fixed_sample
 from ..models.base import Batch, eval_mode
 from .image_quality import dataset_mean_image, mse_per_image, ssim_per_image
-from .likelihood import iwae_nll, supports_likelihood
+from ..progress import TaskProgress
+from .likelihood import IMAGES_PER_CALL, iwae_nll, supports_likelihood
+
+
+def even_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) bounds cutting n items into ceil(n / batch_size) batches whose sizes differ by at
+    most one: no one-image leftover batch (beta-TCVAE's minibatch estimators need two or more, and
+    are badly biased on a few)."""
+    k = max(1, math.ceil(n / batch_size))
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 @torch.no_grad()
 def evaluate_model(model, test_data, *, train_mean: torch.Tensor | None = None, iw_samples: int = 0,
-                   iw_images: int | None = None, max_images: int | None = None, batch_size: int = 500,
-                   seed: int = 0) -> dict:
+                   iw_images: int | None = None, max_images: int | None = None, batch_size: int = IMAGES_PER_CALL,
+                   seed: int = 0, progress: bool = False) -> dict:
     """Evaluate `model` on `test_data`, or on a fixed uniform sample of `max_images` of it (the same
     images for every run; the IWAE bound on the first `iw_images` of that sample, itself uniform).
-    Runs in eval mode always."""
+    Runs in eval mode always; one network call holds at most `IMAGES_PER_CALL` images."""
+    if iw_samples < 0:
+        raise ValueError(f"iw_samples must be >= 0, got {iw_samples}")
     with eval_mode(model), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _evaluate(model, test_data, train_mean, iw_samples, iw_images, max_images, batch_size)
+        return _evaluate(model, test_data, train_mean, iw_samples, iw_images, max_images,
+                         max(1, min(batch_size, IMAGES_PER_CALL)), progress)
 
 
-def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_size) -> dict:
+def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_size, progress) -> dict:
     n = len(data) if max_images is None else min(max_images, len(data))
     device = next(model.parameters()).device
     if train_mean is not None:
         train_mean = train_mean.to(device)
     n_iw = 0 if iw_samples <= 0 or not supports_likelihood(model) else (n if iw_images is None else min(iw_images, n))
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}  # a term a model reports only for some batches is averaged over those
     ssim_sum = mse_sum = iw_sum = base_ssim = base_mse = 0.0
     order = fixed_sample(len(data), n)  # never "the first n": a split may be stored by class or factor
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        x = data.batch(idx).to(device)
-        y = data.labels[idx].to(device) if data.labels is not None else None
-        terms = model.loss(Batch(x, y), 0)
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
-        x_hat = model.reconstruct(x)
-        ssim_sum += float(ssim_per_image(x_hat, x).sum())
-        mse_sum += float(mse_per_image(x_hat, x).sum())
-        if train_mean is not None:
-            base_ssim += float(ssim_per_image(train_mean.expand_as(x), x).sum())
-            base_mse += float(mse_per_image(train_mean.expand_as(x), x).sum())
-        if start < n_iw:
-            x_iw = x[: n_iw - start]
-            iw_sum += float(iwae_nll(model, x_iw, iw_samples).sum())
-    result = {f"test/{k}": v / n for k, v in sums.items()}
+    # the cost in decoded images: each batch's terms and reconstruction, plus K decodes per IWAE image
+    shown = TaskProgress("test-set evaluation", 2 * n + n_iw * iw_samples, "decoded images", enabled=progress)
+    with shown:
+        for start, stop in even_batches(n, batch_size):
+            idx = order[start:stop]
+            x = data.batch(idx).to(device)
+            y = data.labels[idx].to(device) if data.labels is not None else None
+            terms = model.loss(Batch(x, y), 0)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+                counts[k] = counts.get(k, 0) + len(idx)
+            x_hat = model.reconstruct(x)
+            ssim_sum += float(ssim_per_image(x_hat, x).sum())
+            mse_sum += float(mse_per_image(x_hat, x).sum())
+            if train_mean is not None:
+                base_ssim += float(ssim_per_image(train_mean.expand_as(x), x).sum())
+                base_mse += float(mse_per_image(train_mean.expand_as(x), x).sum())
+            shown.advance(2 * len(idx))
+            if start < n_iw:
+                x_iw = x[: n_iw - start]
+                iw_sum += float(iwae_nll(model, x_iw, iw_samples, on_chunk=shown.advance).sum())
+    result = {f"test/{k}": v / counts[k] for k, v in sums.items()}
     result["test/ssim"] = ssim_sum / n
     result["test/mse"] = mse_sum / n
     if n_iw:
@@ -83,14 +105,14 @@ def posterior_encoder(model):
 
 
 @torch.no_grad()
-def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int = 0) -> dict:
+def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int = 0, progress: bool = False) -> dict:
     """MIG, beta-VAE, FactorVAE, DCI and SAP of the posterior means, and MIG from the whole posterior
     (`mig_posterior`, Chen et al. 2018 sec. 5), on a dataset with known factors (dSprites).
     mode "full": disentanglement_lib's counts (~2.9M images encoded) and the paper's MIG estimate
     (every factor setting, 737,280 on dSprites, 10,000 samples per entropy; ~3 min of estimation on
     2 CPU cores beside the encoding). mode "fast": ~58k images for the mean-based metrics and
-    `mig_posterior` on 50,000 uniformly drawn settings with 5,000 samples per entropy (~108k images
-    encoded in all; the posterior MIG adds ~6 s on dSprites with 10 latents on 2 cores). Empty when
+    `mig_posterior` on 10,000 uniformly drawn settings with 2,000 samples per entropy (~68k images
+    encoded in all; its cost grows as n x samples x latent dimensions). Empty when
     the data has no factors or the model no posterior. Keys: disentanglement/<metric>[/<detail>]."""
     from ..data.factors import FactorDataset
     from .disentanglement import all_disentanglement_metrics, mig_posterior
@@ -102,15 +124,17 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     def encode(x):
         return model.latent_code(x.to(device)).flatten(1).cpu()
 
-    posterior = {"n": None, "samples": 10_000} if mode == "full" else {"n": 50_000, "samples": 5_000}
-    with eval_mode(model):
-        result = all_disentanglement_metrics(encode, factor_data, seed=seed, fast=mode == "fast")
+    posterior = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
+    with eval_mode(model), TaskProgress(f"disentanglement ({mode})", 6, "metrics", enabled=progress) as shown:
+        result = all_disentanglement_metrics(encode, factor_data, seed=seed, fast=mode == "fast",
+                                             after_each=shown.advance)
         result.update(mig_posterior(posterior_encoder(model), factor_data, **posterior, seed=seed))
+        shown.advance()
     return {f"disentanglement/{k}": v for k, v in result.items()}
 
 
 @torch.no_grad()
-def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int = 0) -> dict:
+def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int = 0, progress: bool = False) -> dict:
     """The KL term split into index-code MI, total correlation and dimension-wise KL over the training
     set (`elbo_decomposition`, Chen et al. 2018 eq. 2): mode "full" every training image and 10,000
     draws scored (minutes for dSprites' 737,280), "fast" 10,000 images and 2,000 draws (seconds; MI is
@@ -121,13 +145,13 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
     if mode == "off" or not model.has_posterior:
         return {}
     settings = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
-    out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed)
+    out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed, progress=progress)
     return {f"decomposition/{k}": out[k] for k in ("mi", "tc", "dwkl", "kl", "n", "samples")}
 
 
 def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pairs: int = 10_000,
-                     feature_net_path=None, inception_path=None, seed: int = 0, batch_size: int = 500,
-                     progress=None) -> dict:
+                     feature_net_path=None, inception_path=None, seed: int = 0, batch_size: int = IMAGES_PER_CALL,
+                     progress: bool = False) -> dict:
     """Sample quality of `model` against the test split, every number with its counts.
 
     - FD: the Frechet distance (Heusel et al. 2017) between `samples` model samples and the whole
@@ -140,34 +164,54 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
       is more diverse), beside the test images' own.
     - FID, when `inception_path` names local FID-Inception weights (safetensors).
     Samples are drawn in eval mode under `seed`. (Not under no_grad as a whole: a feature network
-    trained on first use needs gradients.)"""
+    trained on first use needs gradients.) FD and the test images' MS-SSIM need two or more test images."""
     from .feature_net import extract_features, get_feature_net
     from .sample_quality import frechet_distance_features, ms_ssim_diversity, sample_quality
 
-    device = next(model.parameters()).device
-    with eval_mode(model), torch.random.fork_rng(devices=[]):
+    batch_size = max(1, min(batch_size, IMAGES_PER_CALL))
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else None
+    with eval_mode(model), torch.random.fork_rng(devices=[]), \
+            TaskProgress("sampling", samples, "samples", enabled=progress) as shown:
         torch.manual_seed(seed)
-        fake = torch.cat([model.sample(min(batch_size, samples - s)).float().cpu()
-                          for s in range(0, samples, batch_size)])  # (N, C, H, W) in [0, 1]
+        fake = []
+        for s in range(0, samples, batch_size):
+            fake.append(model.sample(min(batch_size, samples - s)).float().cpu())
+            shown.advance(len(fake[-1]))
+        fake = torch.cat(fake)  # (N, C, H, W) in [0, 1]
     n_ref = min(samples, len(train_data))
     ref_idx = fixed_sample(len(train_data), n_ref, seed).sort().values
     real_train = torch.cat([train_data.batch(ref_idx[s:s + batch_size]) for s in range(0, n_ref, batch_size)])
     result: dict = {"samples/count": samples, "samples/test_images": len(test_data), "samples/pairs": pairs}
-    if train_data.labels is not None and test_data.labels is not None:
-        net, info = get_feature_net(train_data, test_data, feature_net_path, progress, device=device)
-        f_test = extract_features(net, test_data, batch_size)
-        q = sample_quality(f_test, extract_features(net, fake, batch_size))
-        floor = sample_quality(f_test, extract_features(net, real_train, batch_size))
+    enough_test = len(test_data) >= 2
+    if train_data.labels is not None and test_data.labels is not None and enough_test:
+        net, info = get_feature_net(train_data, test_data, feature_net_path, say, device=device_of(model))
+        with TaskProgress("sample-quality features", len(test_data) + len(fake) + len(real_train),
+                          enabled=progress) as shown:
+            f_test = extract_features(net, test_data, batch_size)
+            shown.advance(len(test_data))
+            f_fake = extract_features(net, fake, batch_size)
+            shown.advance(len(fake))
+            f_train = extract_features(net, real_train, batch_size)
+            shown.advance(len(real_train))
+        q = sample_quality(f_test, f_fake)
+        floor = sample_quality(f_test, f_train)
         result.update({f"samples/{k}": v for k, v in q.items()})
         result.update({f"reference/train_{k}": v for k, v in floor.items()})
         result["feature_net/test_accuracy"] = info["test_accuracy"]
-    result["samples/ms_ssim"] = ms_ssim_diversity(fake, pairs, seed)
-    result["reference/test_ms_ssim"] = ms_ssim_diversity(test_data, pairs, seed)
-    if inception_path is not None:
+    with TaskProgress("MS-SSIM diversity", 2 * pairs if enough_test else pairs, "pairs", enabled=progress) as shown:
+        result["samples/ms_ssim"] = ms_ssim_diversity(fake, pairs, seed, batch_size, on_batch=shown.advance)
+        if enough_test:
+            result["reference/test_ms_ssim"] = ms_ssim_diversity(test_data, pairs, seed, batch_size,
+                                                                 on_batch=shown.advance)
+    if inception_path is not None and enough_test:
         from .inception import inception_features, load_fid_inception
 
-        inception = load_fid_inception(inception_path).to(device)
+        inception = load_fid_inception(inception_path).to(device_of(model))
         f_test = inception_features(inception, test_data)
         result["samples/fid"] = frechet_distance_features(f_test, inception_features(inception, fake))
         result["reference/train_fid"] = frechet_distance_features(f_test, inception_features(inception, real_train))
     return result
+
+
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device

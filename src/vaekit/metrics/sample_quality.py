@@ -228,7 +228,7 @@ def _take(images, idx: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def ms_ssim_diversity(images, pairs: int = 10_000, seed: int = 0, batch_size: int = 500) -> float:
+def ms_ssim_diversity(images, pairs: int = 10_000, seed: int = 0, batch_size: int = 500, on_batch=None) -> float:
     """Mean MS-SSIM over `pairs` random pairs of distinct images (lower = more diverse).
 
     `images` is a tensor (N, C, H, W) (float in [0, 1] or uint8) or an ImageDataset. Pairs are
@@ -245,4 +245,6 @@ def ms_ssim_diversity(images, pairs: int = 10_000, seed: int = 0, batch_size: in
     for start in range(0, pairs, batch_size):
         a, b = _take(images, i[start:start + batch_size]), _take(images, j[start:start + batch_size])
         total += float(ms_ssim_per_pair(a, b).double().sum())
+        if on_batch is not None:  # progress: pairs done
+            on_batch(len(a))
     return total / pairs
