@@ -8,25 +8,34 @@ Layout inside a run folder:
 
 A checkpoint directory is written under a temporary name and renamed into place; `latest.json` is
 replaced atomically after that, so a crash at any moment leaves the previous checkpoint usable.
+state.json records the byte size and sha256 of every other file, and a sha256 of its own content,
+so a checkpoint damaged later (a full disk, a copy cut short, a flipped bit) is recognised:
+`latest_checkpoint` skips it with one warning line and falls back to the newest complete one.
 Nothing is ever unpickled: a file that is not safetensors is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # files and sha256 in state.json came later; checkpoints without them still load
+TENSOR_FILES = ("model.safetensors", "trainer.safetensors")
+_STEP_DIR = re.compile(r"step-(\d{8,})")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -105,6 +114,44 @@ def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
 
 
+def _fault(point: str, step: int) -> None:
+    """Test hook: VAEKIT_FAULT=POINT:STEP kills this process at POINT of checkpoint STEP, as a power cut
+    or the OOM killer would, so the crash-safety tests can hit a given moment of a checkpoint write."""
+    if os.environ.get("VAEKIT_FAULT") == f"{point}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record(path: Path) -> dict:
+    """Size and sha256 of a written file, read back from the disk (after fsync), so they describe what is there."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _state_digest(state: dict) -> str:
+    """sha256 of state.json's content without its own digest; a JSON round trip gives the same text."""
+    body = {k: v for k, v in state.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _step_dirs(root: Path) -> list[tuple[int, Path]]:
+    """The checkpoint folders under `root`, newest first (temporary ones start with a dot: not listed)."""
+    found = []
+    for p in root.glob("step-*"):
+        m = _STEP_DIR.fullmatch(p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    return sorted(found, reverse=True)
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer], extra: dict | None = None, keep: int = 2) -> Path:
     """Write checkpoint for `step` atomically; keep the newest `keep` checkpoints."""
@@ -114,18 +161,20 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
     try:
         save_file(_plain_tensors(model.state_dict()), str(tmp / "model.safetensors"), metadata={"format": "vaekit"})
+        _fault("checkpoint-write", step)
         optim_tensors, optim_meta = optimizer_to_flat(optimizers)
         optim_tensors["rng/torch_cpu"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 optim_tensors[f"rng/torch_cuda_{i}"] = state
         save_file(_plain_tensors(optim_tensors), str(tmp / "trainer.safetensors"), metadata={"format": "vaekit"})
-        state = {"format_version": FORMAT_VERSION, "step": step, "optimizers": optim_meta, **(extra or {})}
+        state = {"format_version": FORMAT_VERSION, "step": step, "optimizers": optim_meta, **(extra or {}),
+                 "files": {name: _record(tmp / name) for name in TENSOR_FILES}}
+        state["sha256"] = _state_digest(state)
         with open(tmp / "state.json", "w") as f:
             json.dump(state, f, indent=2)
-        for p in tmp.iterdir():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -133,25 +182,114 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fault("checkpoint-rename", step)
     write_json_atomic(root / "latest.json", {"step": step, "dir": name})
-    old = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != name)
-    for p in old[: max(0, len(old) - (keep - 1))]:
+    _fault("checkpoint-saved", step)
+    # Checkpoints of later steps belong to a run that crashed after them and resumed from an earlier one.
+    older = [p for s, p in _step_dirs(root) if s < step]
+    for p in [p for s, p in _step_dirs(root) if s > step] + older[max(0, keep - 1):]:
         shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob(".*.tmp"):  # left by a process killed while writing
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     return final
 
 
+def checkpoint_step(ckpt_dir: str | Path) -> int:
+    """The step of a checkpoint folder, from its name (which `check_checkpoint` holds to state.json)."""
+    return int(_STEP_DIR.fullmatch(Path(ckpt_dir).name).group(1))
+
+
+def check_checkpoint(ckpt_dir: str | Path) -> str | None:
+    """Why `ckpt_dir` is not a complete, undamaged checkpoint; None when it is.
+
+    Every file is checked against the size and sha256 recorded in state.json. A checkpoint written
+    before those were recorded is checked as far as it can be: state.json parses and each safetensors
+    header is whole. A checkpoint of another format version raises: it is not damaged, just not ours."""
+    ckpt_dir = Path(ckpt_dir)
+    try:
+        state = json.loads((ckpt_dir / "state.json").read_bytes())
+    except FileNotFoundError:
+        return "state.json is missing"
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return f"state.json is unreadable: {str(e)[:80]}"
+    if not isinstance(state, dict):
+        return "state.json is not a JSON object"
+    if "sha256" in state and state["sha256"] != _state_digest(state):
+        return "state.json is corrupt: its content does not match its sha256"
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{ckpt_dir}: checkpoint format {state.get('format_version')} is not {FORMAT_VERSION}")
+    if state.get("step") != checkpoint_step(ckpt_dir):
+        return f"state.json is for step {state.get('step')}"
+    files = state.get("files")
+    for name in TENSOR_FILES:
+        path = ckpt_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol >= 2, or torch.save's zip
+            return f"{name} looks like a pickle/torch.save file, and vaekit never unpickles"
+        if files is None:
+            try:
+                with safe_open(str(path), "pt"):
+                    pass
+            except (SafetensorError, OSError) as e:
+                return f"{name} is not a valid safetensors file: {str(e)[:80]}"
+            continue
+        info = files.get(name) if isinstance(files, dict) else None
+        if not isinstance(info, dict):
+            return f"state.json records no size and sha256 for {name}"
+        size = path.stat().st_size
+        if size < info.get("bytes", 0):
+            return f"{name} is truncated: {size} of {info['bytes']} bytes"
+        if size != info.get("bytes"):
+            return f"{name} has {size} bytes, not the {info.get('bytes')} recorded"
+        if _sha256(path) != info.get("sha256"):
+            return f"{name} is corrupt: its sha256 does not match the one recorded"
+    return None
+
+
+def _warn(message: str) -> None:
+    print(f"vaekit: warning: {message}", file=sys.stderr)
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of the run folder; None when it has none at all.
+
+    A damaged one is skipped with one warning line naming it, for the next older one; when none
+    is left, CheckpointError. latest.json is a hint only: a crash between renaming a checkpoint into
+    place and updating it leaves it one behind, and a corrupt one or one pointing nowhere is
+    worked around by looking at the step-* folders themselves."""
     root = Path(run_dir) / "checkpoints"
     pointer = root / "latest.json"
-    if not pointer.exists():
+    candidates = _step_dirs(root)
+    pointer_note = None
+    if pointer.exists():
+        try:
+            pointed = root / json.loads(pointer.read_text())["dir"]
+            if not pointed.is_dir():
+                pointer_note = f"{pointer} points at {pointed.name}, which does not exist"
+        except (OSError, ValueError, KeyError, TypeError):
+            pointer_note = f"{pointer} is corrupt (not the JSON vaekit writes)"
+    if not candidates:
+        if pointer_note:
+            raise CheckpointError(f"{pointer_note}, and {root} holds no other checkpoint")
         return None
-    try:
-        info = json.loads(pointer.read_text())
-        path = root / info["dir"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise CheckpointError(f"{pointer}: corrupt checkpoint pointer (not the JSON vaekit writes)") from None
-    if not path.is_dir():
-        raise CheckpointError(f"{pointer} points at {path}, which does not exist")
+    skipped = []
+    for _, path in candidates:
+        reason = check_checkpoint(path)
+        if reason is None:
+            break
+        skipped.append(f"{path} ({reason})")
+    else:
+        raise CheckpointError(f"no complete checkpoint in {root}: {'; '.join(skipped)}")
+    if pointer_note:
+        _warn(f"{pointer_note}; using {path.name}")
+    for s in skipped:
+        _warn(f"skipping {s}; using {path.name}")
     return path
 
 

@@ -26,7 +26,7 @@ from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..models.base import Batch, GenerativeModel, eval_mode
 from ..precision import autocast
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_text_atomic
 from .progress import Progress
 
 EvalFn = Callable[[GenerativeModel, int], dict]
@@ -62,12 +62,19 @@ def _append_jsonl(path: Path, row: dict) -> None:
 
 
 def _truncate_jsonl(path: Path, max_step: int) -> None:
-    """On resume, drop log rows written after the checkpoint (a crash can leave some)."""
+    """On resume, drop log rows written after the checkpoint (a crash can leave some, the last one cut
+    off mid-line); atomically, so a crash now does not lose the rows kept."""
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= max_step]
-    path.write_text("".join(r + "\n" for r in rows))
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= max_step:
+            rows.append(line)
+    write_text_atomic(path, "".join(r + "\n" for r in rows))
 
 
 class Trainer:
@@ -186,16 +193,20 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------
     def resume(self) -> int:
-        """Restore the newest checkpoint of the run folder; return its step (0 if none)."""
+        """Restore the newest complete checkpoint of the run folder; return its step (0 if none)."""
         if self.run_dir is None:
             raise ConfigError("resume needs a run folder")
-        ckpt = latest_checkpoint(self.run_dir)
-        if ckpt is None:
-            return 0
-        state = load_checkpoint(ckpt, self.model, self.optimizers)
-        self.step = self.last_checkpoint_step = int(state["step"])
-        for name in ("metrics.jsonl", "eval.jsonl"):
-            _truncate_jsonl(self.run_dir / name, self.step)
+        return self.restore(latest_checkpoint(self.run_dir))
+
+    def restore(self, ckpt: Path | None) -> int:
+        """Restore checkpoint folder `ckpt` (None: start from step 0) and drop the log rows written
+        after it by a run that went on and crashed; return its step."""
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, self.model, self.optimizers)
+            self.step = self.last_checkpoint_step = int(state["step"])
+        if self.run_dir is not None:
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                _truncate_jsonl(self.run_dir / name, self.step)
         return self.step
 
     def save(self) -> None:
