@@ -44,18 +44,19 @@ def tiny_test_data() -> ImageDataset:
 
 
 def tiny_settings(name: str) -> dict:
-    """Model settings small enough for fast tests, for any registered model."""
-    from vaekit.models import MODELS
+    """Model settings small enough for fast tests, for any registered model, with what a run takes
+    from the data (`settings_from_data`) filled in as for a run of 1000 images at batch 10."""
+    from vaekit.config import to_dict
+    from vaekit.models import MODELS, model_config
+    from vaekit.models.base import DataFacts
     from vaekit.models.multistage import MultiStageVAE
 
-    if MODELS[name].model_class is MultiStageVAE:
-        stages = [{**{"blocks": 1, "channels": 4}, "loss": s.loss} for s in MODELS[name].preset.stages]
-        return {"base_settings": TINY, "stages": stages}
-    preset = MODELS[name].preset
-    settings = dict(TINY)
-    # what a run derives from the data (vaekit.runs.DERIVED_FIELDS), as a run of 1000 images at batch 10
-    if getattr(preset, "prior_term", "kl") == "tc":
-        settings["dataset_size"] = 1000
-    if getattr(preset, "pretrain_epochs", 0) > 0:
-        settings["steps_per_epoch"] = 100
-    return settings
+    entry = MODELS[name]
+    if entry.model_class is MultiStageVAE:
+        stages = [{**{"blocks": 1, "channels": 4}, "loss": s.loss} for s in entry.preset.stages]
+        settings = {"base_settings": TINY, "stages": stages}
+    else:
+        settings = dict(TINY)
+    filled = entry.model_class.settings_from_data(model_config(name, settings), DataFacts(1000, 100))
+    return {**settings, **{k: v for k, v in to_dict(filled).items()
+                           if k in ("dataset_size", "steps_per_epoch", "base_settings")}}

@@ -3,12 +3,15 @@ gradient against the paper's formula written out here, and the divergence guard.
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import TINY
 from vaekit.config import TrainConfig
 from vaekit.errors import ConfigError, TrainingDiverged
 from vaekit.models import Batch, build_model, model_config
 from vaekit.models.base import GenerativeModel
+from vaekit.models.introvae import UPDATES
+from vaekit.nn.batchnorm import running_stats_frozen
 from vaekit.train.trainer import Trainer
 
 SHAPE = (1, 16, 16)
@@ -54,26 +57,82 @@ def hinge(m, kl):
     return torch.relu(m - kl.mean())
 
 
-def test_introvae_algorithm_1_each_step_changes_only_its_own_weights():
-    """Line 10 changes phi_E and no theta_G; line 13 changes theta_G and no phi_E (the official
-    code's decoder collected the encoder loss's gradient)."""
-    model = make("introvae", margin=5.0)
-    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-2), progress=False)
-    log = []
+class _LeakyTrainer(Trainer):
+    """The loop the trainer's isolation replaces (pythae's, the official IntroVAE code's): one zero_grad
+    per iteration, every loss back-propagated into every parameter, each optimiser stepping on what
+    its parameters collected."""
+
+    def train_step(self, batch):
+        self.model.zero_grad(set_to_none=True)
+        for phase_index, phase in enumerate(self.phases):
+            terms = self.model.loss(batch, self.step, phase_index)
+            for i, name in enumerate(phase):
+                terms[name].backward(retain_graph=i + 1 < len(phase))
+            for name in phase:
+                self.optimizers[name].step()
+        return {}
+
+
+def introvae_optimiser_steps(trainer_class, update="alternating"):
+    """One iteration of `trainer_class` on IntroVAE. Per optimiser step, in order: the group's name,
+    whether its gradient is that of its own loss alone (torch.autograd.grad on a copy of the model at
+    the weights the phase's loss was computed with), and which encoder / generator weights it changed."""
+    model = make("introvae", margin=5.0, update=update)
+    trainer = trainer_class(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-2), progress=False)
+    states, loss = [], model.loss  # the weights each phase's loss is computed with
+
+    def recording_loss(batch, step=0, phase=0):
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        return loss(batch, step, phase)
+    model.loss = recording_loss
+    steps = []
     for name, opt in trainer.optimizers.items():
         original = opt.step
 
         def step(*a, _original=original, _name=name, **k):
+            grad = [p.grad.clone() for p in trainer.groups[_name]]
             before_e, before_g = snapshot(model.encoder), snapshot(model.decoder)
             out = _original(*a, **k)
-            log.append((_name, changed(before_e, model.encoder), changed(before_g, model.decoder)))
+            steps.append((_name, grad, changed(before_e, model.encoder), changed(before_g, model.decoder)))
             return out
         opt.step = step
-    trainer.train_step(Batch(images(8)))
-    assert [name for name, _, _ in log] == ["loss/encoder", "loss/generator"]
-    (_, enc_e, enc_g), (_, gen_e, gen_g) = log
-    assert any(enc_e) and not any(enc_g)  # encoder step: encoder weights only
-    assert any(gen_g) and not any(gen_e)  # generator step: generator weights only
+    x = images(8)
+    batch = Batch(x)
+    torch.manual_seed(1)
+    trainer.train_step(batch)
+
+    ref = make("introvae", margin=5.0, update=update)
+    groups, own = ref.optim_groups(), {}
+    for phase_index, (phase, state) in enumerate(zip(model.update_phases(), states)):
+        ref.load_state_dict(state)
+        torch.manual_seed(1)  # phase 0 draws z, z_p as the trainer's call did; phase 1 reuses them
+        terms = ref.loss(Batch(x, memo=dict(batch.memo)), 0, phase_index)
+        for name in phase:
+            own[name] = torch.autograd.grad(terms[name], groups[name], retain_graph=True)
+    return [(name, all(torch.allclose(g, r, atol=1e-6, rtol=1e-4) for g, r in zip(grad, own[name])), enc, gen)
+            for name, grad, enc, gen in steps]
+
+
+def test_introvae_algorithm_1_each_step_changes_only_its_own_weights():
+    """Line 10 steps phi_E on the gradient of L_E alone and changes no theta_G; line 13 steps theta_G on
+    that of L_G alone (with the updated encoder) and changes no phi_E. The weights alone cannot show a
+    leak (each optimiser holds only its group); the gradients can: a trainer that lets L_E's gradient
+    reach the decoder's .grad (the official code's leak) fails the same check."""
+    (enc_name, enc_own, enc_e, enc_g), (gen_name, gen_own, gen_e, gen_g) = introvae_optimiser_steps(Trainer)
+    assert (enc_name, gen_name) == ("loss/encoder", "loss/generator")
+    assert enc_own and any(enc_e) and not any(enc_g)  # encoder step: its own gradient, encoder weights only
+    assert gen_own and any(gen_g) and not any(gen_e)  # generator step: likewise
+    leaky = introvae_optimiser_steps(_LeakyTrainer)
+    assert [(name, own) for name, own, _, _ in leaky] == [("loss/encoder", True), ("loss/generator", False)]
+
+
+def test_introvae_simultaneous_update_keeps_each_gradient_to_its_own_loss():
+    """Both backward passes precede both steps; L_G reaches phi_E (through Enc(X_r) and X_r = Dec(Enc(X)))
+    and L_E reaches theta_G (through L_AE), so without isolation both optimisers would see a leak."""
+    assert [(name, own) for name, own, _, _ in introvae_optimiser_steps(Trainer, "simultaneous")] == [
+        ("loss/encoder", True), ("loss/generator", True)]
+    assert [(name, own) for name, own, _, _ in introvae_optimiser_steps(_LeakyTrainer, "simultaneous")] == [
+        ("loss/encoder", False), ("loss/generator", False)]
 
 
 def test_introvae_gradients_are_those_of_algorithm_1():
@@ -123,19 +182,35 @@ def test_introvae_gradients_are_those_of_algorithm_1():
 
 
 def test_introvae_ng_matters_for_the_encoder_gradient():
-    """Without ng(.) the hinge's gradient would also reach phi_E through X_r = Dec(Enc(X)): the test
-    above could tell the two apart."""
-    model = make("introvae", margin=50.0, norm="none")
+    """Eq. 11 written out in full twice, with ng(.) on X_r and X_p and without: the model's encoder
+    gradient is the first, and a hundred times nearer it than the second (without ng the hinge also
+    reaches phi_E through X_r = Dec(Enc(X)); at initialisation that path is small, not zero)."""
+    alpha, beta, m = 0.25, 0.7, 50.0
+    model = make("introvae", alpha=alpha, beta=beta, margin=m, norm="none")
     x = images(8)
-    torch.manual_seed(1)
     enc = list(model.encoder.parameters())
-    g_model = torch.autograd.grad(model.loss(Batch(x))["loss/encoder"], enc)
     torch.manual_seed(1)
-    q = model.encode(x)
-    x_r = model.decode(q.sample())
-    leaky = q.kl().mean() + model.config.alpha * hinge(50.0, kl_written_out(model.encoder, x_r))
-    g_leaky = torch.autograd.grad(leaky, enc)
-    assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(g_model, g_leaky))
+    terms = model.loss(Batch(x))
+    assert float(terms["adv/hinge_rec"].detach()) > 0 and float(terms["adv/hinge_sample"].detach()) > 0  # active
+    g_model = torch.autograd.grad(terms["loss/encoder"], enc)
+
+    def l_e(ng):
+        torch.manual_seed(1)  # the model's draws: z = mu + sigma * eps, then z_p
+        mu, logvar = model.encoder(x).chunk(2, dim=1)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        x_r, x_p = torch.sigmoid(model.decoder(z)), torch.sigmoid(model.decoder(torch.randn_like(z)))
+        stop = torch.Tensor.detach if ng else (lambda t: t)
+        kl_real = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
+        l_ae = 0.5 * (x_r - x).pow(2).flatten(1).sum(1).mean()  # L_AE's gradient reaches phi_E either way
+        return (kl_real.mean() + alpha * (hinge(m, kl_written_out(model.encoder, stop(x_r)))
+                                          + hinge(m, kl_written_out(model.encoder, stop(x_p)))) + beta * l_ae)
+
+    def flat(grads):
+        return torch.cat([g.flatten() for g in grads])
+    g_model, g_ng = flat(g_model), flat(torch.autograd.grad(l_e(True), enc))
+    g_no_ng = flat(torch.autograd.grad(l_e(False), enc))
+    assert torch.allclose(g_model, g_ng, atol=1e-6, rtol=1e-4)
+    assert (g_model - g_ng).norm() < 0.01 * (g_no_ng - g_ng).norm()  # far nearer ng than the ng-less gradient
 
 
 def test_introvae_simultaneous_update_takes_both_gradients_at_the_same_weights():
@@ -155,6 +230,61 @@ def test_introvae_simultaneous_update_takes_both_gradients_at_the_same_weights()
     trainer.train_step(Batch(x))
     for g, e in zip(grads["g"], expected):
         assert torch.allclose(g, e, atol=1e-6, rtol=1e-4)
+
+
+def test_running_stats_frozen_normalises_by_the_batch_and_keeps_the_running_statistics():
+    """Inside, a training-mode batch norm normalises by the batch's own statistics and back-propagates,
+    also through a graph recorded before the context (IntroVAE's Enc(X)); its running statistics come
+    out unchanged, and move again after."""
+    for momentum in (0.1, None):  # None: the cumulative average, counted by num_batches_tracked
+        torch.manual_seed(0)
+        lin, bn = torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3, momentum=momentum)
+        net = torch.nn.Sequential(lin, bn)
+        real, fake = torch.randn(8, 3), 3 * torch.randn(8, 3) + 2
+        out_real = net(real)
+        stats = {k: v.clone() for k, v in bn.state_dict().items()}
+        with running_stats_frozen(net):
+            out_fake = net(fake)
+        for k, v in bn.state_dict().items():
+            assert torch.equal(v, stats[k]), k
+        torch.testing.assert_close(out_fake, F.batch_norm(lin(fake), None, None, bn.weight, bn.bias, training=True))
+        (out_real.pow(3).sum() + out_fake.pow(2).sum()).backward()
+        assert lin.weight.grad.abs().sum() > 0 and bn.weight.grad.abs().sum() > 0
+        net(fake)
+        assert int(bn.num_batches_tracked) == 2 and not torch.equal(bn.running_mean, stats["running_mean"])
+
+
+@pytest.mark.parametrize("update", UPDATES)
+def test_introvae_encoder_running_statistics_come_from_real_images_only(update):
+    """Eval mode normalises real images with the encoder's running statistics, so of the five encodes
+    per iteration only Enc(X) (line 4) may move them, not those of X_r and X_p: after 6 steps (2 of
+    them VAE pre-training) they are exactly those of the 6 real batches fed through the encoder at
+    each step's weights, and an evaluation's KL(real) is that of such an encoder."""
+    model = make("introvae", margin=5.0, update=update, pretrain_epochs=0.5, steps_per_epoch=4)
+    held_out = images(16, seed=2)
+    trainer = Trainer(model, _Data(images(32, seed=1)), TrainConfig(steps=6, batch_size=8, lr=1e-2), progress=False,
+                      evaluate=lambda m, step: {"kl/real": m.encode(held_out).kl()})
+    fed, train_step = [], trainer.train_step  # (the real batch, the encoder's weights when phase 0 encodes it)
+
+    def recording_step(batch):
+        fed.append((batch.x.clone(), snapshot(model.encoder)))
+        return train_step(batch)
+    trainer.train_step = recording_step
+    trainer.fit()
+    assert len(fed) == 6
+    ref = make("introvae").encoder  # the initial running statistics
+    with torch.no_grad():
+        for x, weights in fed:
+            for p, w in zip(ref.parameters(), weights):
+                p.copy_(w)
+            ref(x)  # training mode: one update of the running statistics
+        for p, w in zip(ref.parameters(), model.encoder.parameters()):
+            p.copy_(w)
+        ref.eval()
+        expected = kl_written_out(ref, held_out)
+    for (name, got), want in zip(model.encoder.named_buffers(), ref.buffers()):
+        assert torch.equal(got, want), name
+    torch.testing.assert_close(trainer.run_evaluation()["kl/real"], expected)
 
 
 def test_introvae_pretraining_is_a_vae_then_the_margin_switches_on():
@@ -192,12 +322,19 @@ def test_vaegan_groups_get_the_gradients_of_their_own_losses():
     grads = {}
     for gamma in (0.0, 5.0):
         model = make("vaegan", gamma=gamma, norm="none", discriminator_norm="none")
+        x = images(8)
         torch.manual_seed(2)
-        terms = model.loss(Batch(images(8)))
+        terms = model.loss(Batch(x))
         for group, params in model.optim_groups().items():
             grads[(group, gamma)] = torch.autograd.grad(terms[group], params, retain_graph=True)
-        # the decoder's GAN term really is -log D of both fakes: D(x_p) and D(Dec(Enc(x)))
-        assert float(terms["adv/g"].detach()) > 0
+        # the decoder's GAN term is -log D of both fakes, D(x_p) and D(Dec(Enc(x))), from their logits
+        torch.manual_seed(2)  # the model's draws: z = mu + sigma * eps, then z_p
+        mu, logvar = model.encoder(x).chunk(2, dim=1)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        x_tilde, x_p = torch.sigmoid(model.decoder(z)), torch.sigmoid(model.decoder(torch.randn_like(z)))
+        gan = (-F.logsigmoid(model.discriminator(x_p)) - F.logsigmoid(model.discriminator(x_tilde))).mean()
+        torch.testing.assert_close(terms["adv/g"], gan)
+        torch.testing.assert_close(terms["loss/decoder"], gamma * terms["llike"] + gan)  # eq. 2, weight 1
     same = all(torch.equal(a, b) for a, b in zip(grads[("loss/discriminator", 0.0)], grads[("loss/discriminator", 5.0)]))
     assert same
     assert not all(torch.equal(a, b) for a, b in zip(grads[("loss/decoder", 0.0)], grads[("loss/decoder", 5.0)]))

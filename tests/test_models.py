@@ -5,6 +5,7 @@ import torch
 
 from conftest import tiny_settings
 from vaekit.models import MODELS, Batch, build_model, model_config
+from vaekit.models.multistage import MultiStageVAE
 from vaekit.train.checkpoint import load_model_weights, save_checkpoint
 
 SHAPE = (1, 16, 16)
@@ -42,9 +43,15 @@ def test_shapes_of_the_contract(name):
     x = batch().x
     assert model.reconstruct(x).shape == x.shape
     assert model.sample(5).shape == (5, *SHAPE)
-    assert model.decode(model.latent_code(x)).shape == x.shape
-    stages = model.decode_stages(model.latent_code(x))
-    assert list(stages)[-1] == "output" or len(stages) >= 1
+    z = model.latent_code(x)
+    assert model.decode(z).shape == x.shape
+    stages = model.decode_stages(z)  # single-stage: {"output"}; multi-stage: coarse, refine1, ..., one per stage
+    names = ["coarse", *(f"refine{i + 1}" for i in range(len(model.config.stages)))] \
+        if isinstance(model, MultiStageVAE) else ["output"]
+    assert list(stages) == names
+    assert torch.equal(stages[names[-1]], model.decode(z))  # the last stage is the model's output
+    for image in stages.values():
+        assert image.shape[:2] == x.shape[:2] and image.min() >= 0 and image.max() <= 1
     out = model.sample(5)
     assert out.min() >= 0 and out.max() <= 1
 

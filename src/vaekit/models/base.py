@@ -12,6 +12,7 @@ only the loop (minGPT's split). The contract:
   whose later phase must reuse an earlier phase's random draws (IntroVAE's Algorithm 1 re-encodes
   the same X_r and X_p after the encoder step) keeps them in `batch.memo`, which lives for one
   iteration.
+- `settings_from_data(config, facts)` (a classmethod): the settings the model takes from the data.
 - `encode(x)`, `decode(z)` (mean image in [0, 1]), `decode_stages(z)` (every intermediate output,
   for multi-stage models), `reconstruct(x)`, `sample(n)`.
 
@@ -34,6 +35,15 @@ class Batch:
     x: Tensor  # (B, C, H, W) float in [0, 1]
     y: Tensor | None = None  # (B,) int64 labels, when the dataset has them
     memo: dict = field(default_factory=dict)  # scratch shared by the update phases of one iteration
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a run knows of its training data before the model is built: the source of the settings a
+    model takes from the data (`GenerativeModel.settings_from_data`)."""
+
+    train_images: int
+    steps_per_epoch: int  # train_images // train.batch_size
 
 
 @contextlib.contextmanager
@@ -73,6 +83,13 @@ class GenerativeModel(nn.Module):
         super().__init__()
         self.config = config
         self.image_shape = tuple(image_shape)
+
+    @classmethod
+    def settings_from_data(cls, config, facts: DataFacts):
+        """`config` with the settings this model takes from the data filled in (those left at their
+        "set by the run" value, 0): beta-TCVAE's N, IntroVAE's steps per epoch. The run calls this
+        once, for every model, and a composite model for its parts."""
+        return config
 
     # --- optimisation --------------------------------------------------------------------
     def optim_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -15,20 +15,29 @@ restricted to its own parameters, so L_E never reaches the generator and L_G nev
 encoder - the two leaks of the official code. update="simultaneous" computes both gradients
 before either step (the alternative appendix C allows), one forward pass fewer.
 
+Batch norm: every encode of a generated image (X_r, X_p, in either phase) normalises with that
+batch's statistics, as the game is played, but leaves the running statistics alone; only the real
+images (line 4's Enc(X)) move them, so eval mode - KL(real), reconstructions, codes, metrics -
+normalises real images with statistics of real images, not a mixture four-fifths generated.
+
 Pre-training (sec. 3.3, appendix D): for `pretrain_epochs` the model is trained with alpha = 0, a
-plain VAE with a Gaussian decoder of variance 1/(2 beta); the KL of real images it reaches is
-what the margin m should slightly exceed, and the run's report states it.
+plain VAE with a Gaussian decoder of variance 1/beta (beta * 1/2 ||x_r - x||^2 is its negative
+log-likelihood up to a constant); the KL of real images it reaches is what the margin m should
+slightly exceed, and the run's report states it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..nn import check_network_settings
+from ..config import applies_when
+from ..nn.config import NetworkConfig
+from ..nn.batchnorm import running_stats_frozen
 from ..objectives.image_losses import l2_loss
 from ..objectives.introspective import HINGES, kl_margin_hinge
 from .base import Batch
@@ -38,8 +47,7 @@ UPDATES = ("alternating", "simultaneous")
 
 
 @dataclass(frozen=True)
-class IntroVAEConfig:
-    latent_dim: int = 32
+class IntroVAEConfig(NetworkConfig):
     alpha: float = 0.25  # weight of the adversarial terms (eq. 11-12); the paper uses 0.25 at every size
     beta: float = 10.0  # weight of L_AE; larger beta -> sharper reconstructions, needs a larger m (app. D).
     #                     L_AE is summed over pixels: keep beta * pixels roughly constant across sizes
@@ -50,18 +58,17 @@ class IntroVAEConfig:
     #                       Fashion-MNIST); the run's report prints that KL
     hinge: str = "batch"  # batch: [m - mean KL]^+ (eq. 11) | sample: mean [m - KL_i]^+
     pretrain_epochs: float = 0.0  # epochs trained as a plain VAE (alpha = 0) first; the paper suggests 1-2
-    steps_per_epoch: int = 0  # set by the run from the data and train.batch_size (for pretrain_epochs)
+    steps_per_epoch: int = field(default=0, metadata=applies_when(lambda c: c.pretrain_epochs > 0,
+                                                                  "model.pretrain_epochs > 0"))
+    #   set by the run from the data and train.batch_size
     update: str = "alternating"  # alternating: Algorithm 1 | simultaneous: both gradients, then both steps
+    # the networks (NetworkConfig), with appendix B's residual network as the default:
     architecture: str = "resnet"  # resnet: appendix B (res-blocks, avg-pool / upsample) | conv | mlp
     base_channels: int = 16  # width at full resolution, doubled per halving (the paper: 16 at 1024 px)
     max_channels: int = 128  # the paper caps at 512; 128 keeps 64x64 training practical on a CPU
-    norm: str = "batch"
-    downsamples: int = 0  # 0 = halve until the map is at most 7 pixels
-    mlp_widths: tuple[int, ...] = (1200, 1200)  # architecture = "mlp" only: encoder hidden layers
-    mlp_decoder_widths: tuple[int, ...] = (1200, 1200, 1200)  # architecture = "mlp" only: decoder hidden layers
 
     def __post_init__(self):
-        check_network_settings(self)
+        super().__post_init__()
         if self.alpha < 0 or self.beta <= 0 or self.margin <= 0:
             raise ConfigError("model.alpha must be >= 0, model.beta and model.margin > 0 "
                               f"(got {self.alpha}, {self.beta}, {self.margin})")
@@ -82,6 +89,12 @@ class IntroVAE(GaussianAutoencoder):
     paper = "Huang et al. 2018, IntroVAE: Introspective Variational Autoencoders for Photographic Image Synthesis"
     config_class = IntroVAEConfig
 
+    @classmethod
+    def settings_from_data(cls, config: IntroVAEConfig, facts):
+        if config.pretrain_epochs > 0 and config.steps_per_epoch == 0:
+            return dataclasses.replace(config, steps_per_epoch=facts.steps_per_epoch)
+        return config
+
     # --- optimisation -------------------------------------------------------------------
     def optim_groups(self):
         return {"loss/encoder": list(self.encoder.parameters()), "loss/generator": list(self.decoder.parameters())}
@@ -99,8 +112,11 @@ class IntroVAE(GaussianAutoencoder):
                               "(a run sets it from the data and train.batch_size)")
         return 0.0 if step < c.pretrain_steps else c.alpha
 
-    def _kl(self, x: Tensor) -> Tensor:
-        return self.encode(x).kl()  # (B,) L_REG per image, eq. 9
+    def _kl_generated(self, x: Tensor) -> Tensor:
+        """L_REG per image (eq. 9) of generated images, (B,): batch norm uses their batch's statistics
+        but keeps its running statistics for the real images (the module docstring)."""
+        with running_stats_frozen(self.encoder):
+            return self.encode(x).kl()
 
     def loss(self, batch: Batch, step: int = 0, phase: int = 0) -> dict[str, Tensor]:
         c, x = self.config, batch.x
@@ -111,7 +127,7 @@ class IntroVAE(GaussianAutoencoder):
             z, z_p = batch.memo["introvae"]
             x_r, x_p = self.decode(z), self.decode(z_p)
             l_ae = 0.5 * l2_loss(x_r, x).mean()  # eq. 10
-            kl_rec, kl_sample = self._kl(x_r), self._kl(x_p)
+            kl_rec, kl_sample = self._kl_generated(x_r), self._kl_generated(x_p)
             return {"loss/generator": alpha * (kl_rec.mean() + kl_sample.mean()) + c.beta * l_ae,
                     "recon": l_ae}
 
@@ -123,7 +139,8 @@ class IntroVAE(GaussianAutoencoder):
         l_ae = 0.5 * l2_loss(x_r, x).mean()  # line 7, eq. 10
         kl_real = q.kl()
         with torch.set_grad_enabled(torch.is_grad_enabled() and alpha > 0):
-            kl_rec_ng, kl_sample_ng = self._kl(x_r.detach()), self._kl(x_p.detach())  # line 8: ng(.)
+            kl_rec_ng = self._kl_generated(x_r.detach())  # line 8: ng(.)
+            kl_sample_ng = self._kl_generated(x_p.detach())
         hinge_rec = kl_margin_hinge(kl_rec_ng, c.margin, c.hinge)
         hinge_sample = kl_margin_hinge(kl_sample_ng, c.margin, c.hinge)
         terms = {
@@ -133,7 +150,7 @@ class IntroVAE(GaussianAutoencoder):
             "adv/hinge_rec": hinge_rec, "adv/hinge_sample": hinge_sample, "adv/alpha": kl_real.new_tensor(alpha),
         }
         if c.update == "simultaneous":  # L_G on the same weights: the encoder passes without ng(.)
-            kl_rec, kl_sample = self._kl(x_r), self._kl(x_p)
+            kl_rec, kl_sample = self._kl_generated(x_r), self._kl_generated(x_p)
             terms["loss/generator"] = alpha * (kl_rec.mean() + kl_sample.mean()) + c.beta * l_ae
         return terms
 

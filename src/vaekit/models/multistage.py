@@ -16,6 +16,7 @@ likelihood, feature, adversarial) and weight. The coarse term is the base model'
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -112,6 +113,19 @@ class MultiStageVAE(GenerativeModel):
             raise ConfigError(f"refine loss 'likelihood' needs a base with a likelihood; {config.base!r} has none")
         self.has_posterior = self.base.has_posterior
 
+    @classmethod
+    def settings_from_data(cls, config: MultiStageConfig, facts):
+        """The base model's settings from the data (a beta-TCVAE base's N), kept in base_settings."""
+        from ..config import to_dict
+        from .registry import get_entry, model_config
+
+        base = model_config(config.base, config.base_settings)
+        filled = get_entry(config.base).model_class.settings_from_data(base, facts)
+        derived = {k: v for k, v in to_dict(filled).items() if v != to_dict(base)[k]}
+        if not derived:
+            return config
+        return dataclasses.replace(config, base_settings={**config.base_settings, **derived})
+
     # --- optimisation -------------------------------------------------------------------
     def optim_groups(self) -> dict[str, list[nn.Parameter]]:
         main = [p for p in [*self.base.parameters(), *self.refiners.parameters()] if p.requires_grad]
@@ -126,7 +140,9 @@ class MultiStageVAE(GenerativeModel):
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         cfg, x = self.config, batch.x
         terms, image = self.base.loss_and_output(Batch(self._down(x, self.base_shape), batch.y), step)
-        total = terms["loss"] - (1.0 - cfg.coarse_weight) * terms["recon"]  # eq. 2.12's L_l2 on f_theta1(z)
+        # eq. 2.12's L_l2 on f_theta1(z); a base may report no total (an evaluation batch too small for
+        # beta-TCVAE's estimators), and then neither does this model
+        total = terms["loss"] - (1.0 - cfg.coarse_weight) * terms["recon"] if "loss" in terms else None
         out = dict(terms)
         d_loss = None
         last_nll = None
@@ -156,8 +172,9 @@ class MultiStageVAE(GenerativeModel):
                 pixel = l1_loss(image, target).mean()
                 out[f"{name}/l1"] = pixel
                 stage_loss = stage_loss + stage.pixel_weight * pixel
-            total = total + stage.weight * stage_loss
-        out["loss"] = total
+            total = total + stage.weight * stage_loss if total is not None else None
+        if total is not None:
+            out["loss"] = total
         if last_nll is not None and "kl" in terms:  # the ELBO of the refined decoder (Residual-VAE)
             out["elbo"] = -(last_nll.mean() + terms["kl"])
         if d_loss is not None:

@@ -11,50 +11,69 @@ Reconstruction and KL are summed over pixels and latent dimensions and averaged 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from ..distributions import DiagonalGaussian
+from ..config import applies_when
 from ..errors import ConfigError
 from ..likelihoods import LIKELIHOODS, make_likelihood
-from ..nn import check_network_settings, make_decoder, make_encoder
+from ..nn import make_decoder, make_encoder
+from ..nn.config import NetworkConfig
 from ..objectives.total_correlation import ESTIMATORS, beta_tc_penalty
 from ..precision import full_precision
 from .base import Batch, GenerativeModel
 
 
+def _has_scale(c) -> bool:
+    return c.likelihood in ("gaussian", "laplace")
+
+
+def _is_tc(c) -> bool:
+    return c.prior_term == "tc"
+
+
+_SCALED = "model.likelihood is 'gaussian' or 'laplace'"
+_TC = "model.prior_term = 'tc' (beta-TCVAE)"
+
+
 @dataclass(frozen=True)
-class VAEConfig:
-    latent_dim: int = 32
-    beta: float = 1.0  # weight of the KL term; 1 is the ELBO, > 1 is beta-VAE
+class LikelihoodConfig(NetworkConfig):
+    """The network and the observation model p(x|z): what AE and VAE share."""
+
     likelihood: str = "bernoulli"  # bernoulli | gaussian | laplace
-    scale: float = 0.1  # sigma (gaussian) or b (laplace); initial value when learn_scale
-    learn_scale: bool = False  # learn one shared scale (sigma-VAE) instead of fixing it
-    architecture: str = "conv"  # conv: stride-2 convolutions | resnet: IntroVAE's residual network (appendix B)
-    #                             | mlp: fully connected (Chen et al. 2018's dSprites networks)
-    base_channels: int = 32  # width of the first conv layer, doubled per halving
-    max_channels: int = 256
-    norm: str = "batch"  # batch | none
-    downsamples: int = 0  # stride-2 convolutions in the encoder (mirrored in the decoder); 0 = until <= 7 px
-    mlp_widths: tuple[int, ...] = (1200, 1200)  # mlp only: encoder hidden layers (ReLU)
-    mlp_decoder_widths: tuple[int, ...] = (1200, 1200, 1200)  # mlp only: decoder hidden layers (tanh)
-    prior_term: str = "kl"  # kl: beta * KL | tc: alpha*MI + beta*TC + gamma*DWKL (beta-TCVAE)
-    alpha: float = 1.0  # tc only: weight of the index-code mutual information
-    gamma: float = 1.0  # tc only: weight of the dimension-wise KL
-    tc_estimator: str = "mss"  # tc only: mss (minibatch-stratified) or mws (minibatch-weighted; its logged
-    #                            terms are offset by constants of log N, its gradients are the same)
-    dataset_size: int = 0  # tc only: N of the estimators; 0 = the training set's size, set by the run
+    scale: float = field(default=0.1, metadata=applies_when(_has_scale, _SCALED))
+    #   sigma (gaussian) or b (laplace); the initial value when learn_scale
+    learn_scale: bool = field(default=False, metadata=applies_when(_has_scale, _SCALED))
+    #   learn one shared scale (sigma-VAE) instead of fixing it
 
     def __post_init__(self):
-        check_network_settings(self)
-        if self.beta < 0:
-            raise ConfigError(f"model.beta must be >= 0, got {self.beta}")
+        super().__post_init__()
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"model.likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         if not self.scale > 0:
             raise ConfigError(f"model.scale must be > 0, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class VAEConfig(LikelihoodConfig):
+    beta: float = 1.0  # weight of the KL term; 1 is the ELBO, > 1 is beta-VAE
+    prior_term: str = "kl"  # kl: beta * KL | tc: alpha*MI + beta*TC + gamma*DWKL (beta-TCVAE)
+    alpha: float = field(default=1.0, metadata=applies_when(_is_tc, _TC))  # weight of the index-code MI
+    gamma: float = field(default=1.0, metadata=applies_when(_is_tc, _TC))  # weight of the dimension-wise KL
+    tc_estimator: str = field(default="mss", metadata=applies_when(_is_tc, _TC))
+    #   mss (minibatch-stratified) or mws (minibatch-weighted; its logged terms are offset by constants
+    #   of log N; its gradients differ from MSS's unless the batch is the whole data set)
+    dataset_size: int = field(default=0, metadata=applies_when(_is_tc, _TC))
+    #   N of the estimators; 0 = the training set's size, set by the run
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.beta < 0:
+            raise ConfigError(f"model.beta must be >= 0, got {self.beta}")
         if self.prior_term not in ("kl", "tc"):
             raise ConfigError(f"model.prior_term must be 'kl' or 'tc', got {self.prior_term!r}")
         if self.tc_estimator not in ESTIMATORS:
@@ -94,6 +113,11 @@ class GaussianAutoencoder(ConvAutoencoderBase):
         return torch.randn(n, self.config.latent_dim, device=self.device)  # p(z) = N(0, I)
 
 
+# beta-TCVAE's MI / TC / DWKL are minibatch estimates: on an evaluation batch of fewer images they are
+# badly biased (and the stratified estimator needs two), so such a batch reports recon, kl, elbo only.
+TC_EVAL_MIN_BATCH = 64
+
+
 class LikelihoodDecoder:
     """Mixin: decode and score through `self.likelihood` (a probabilistic decoder p(x|z))."""
 
@@ -114,6 +138,12 @@ class VAE(LikelihoodDecoder, GaussianAutoencoder):
         super().__init__(config, image_shape)
         self.likelihood = make_likelihood(config.likelihood, config.scale, config.learn_scale)
 
+    @classmethod
+    def settings_from_data(cls, config: VAEConfig, facts):
+        if config.prior_term == "tc" and config.dataset_size == 0:
+            return dataclasses.replace(config, dataset_size=facts.train_images)
+        return config
+
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         q = self.encode(batch.x)
         z = q.sample()  # (B, D)
@@ -121,20 +151,21 @@ class VAE(LikelihoodDecoder, GaussianAutoencoder):
         recon = -self.likelihood.log_prob(params, batch.x)  # (B,)  -log p(x|z)
         kl = q.kl()  # (B,) analytic
         terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
-        if self.config.prior_term == "kl":
-            terms["loss"] = (recon + self.config.beta * kl).mean()
-        else:
-            c = self.config
+        c = self.config
+        if c.prior_term == "kl":
+            terms["loss"] = (recon + c.beta * kl).mean()
+        elif self.training or len(batch.x) >= TC_EVAL_MIN_BATCH:
             if c.dataset_size < 1:
                 raise ConfigError("model.dataset_size must be set for prior_term='tc' (the run sets it from the data)")
             parts = beta_tc_penalty(q, z, c.dataset_size, c.alpha, c.beta, c.gamma, c.tc_estimator)
             terms["loss"] = (recon + parts["penalty"]).mean()
             terms.update({f"tc/{k}": parts[k].mean() for k in ("mi", "tc", "dwkl")})
+        # else: an evaluation batch too small for the minibatch estimators: no total, no tc/* terms
         return terms, self.likelihood.mean(params)
 
 
 @dataclass(frozen=True)
-class AEConfig(VAEConfig):
+class AEConfig(LikelihoodConfig):
     code_momentum: float = 0.01  # running fit of the codes' mean/variance, used by `sample`
 
     def __post_init__(self):

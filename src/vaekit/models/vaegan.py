@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..nn import ConvEncoder, check_network_settings
+from ..nn import ConvEncoder
+from ..nn.config import NetworkConfig
 from ..objectives.adversarial import discriminator_loss, generator_loss
 from ..objectives.image_losses import l2_loss
 from ..precision import full_precision
@@ -28,25 +29,18 @@ from .vae import GaussianAutoencoder
 
 
 @dataclass(frozen=True)
-class VAEGANConfig:
-    latent_dim: int = 32
+class VAEGANConfig(NetworkConfig):
     beta: float = 1.0  # weight of the KL in the encoder's loss
     gamma: float = 1.0  # Larsen's gamma: the decoder's weight on L_llike against the GAN term
     adversarial_weight: float = 1.0  # weight of the decoder's GAN term (eq. 2's -log D terms)
     feature_layer: int = -1  # l: which discriminator stage gives f_l (0 = first conv stage, -1 = last)
     pixel_weight: float = 0.0  # optional 1/2 ||x - x~||^2 added to encoder and decoder (a pixel anchor)
-    architecture: str = "conv"  # encoder/decoder: conv (DCGAN-like, as Larsen et al.) | resnet | mlp
-    base_channels: int = 32
-    max_channels: int = 256
     discriminator_channels: int = 32  # width of the discriminator's first stage, doubled per halving
-    norm: str = "batch"
     discriminator_norm: str = "batch"  # batch | none
-    downsamples: int = 0
-    mlp_widths: tuple[int, ...] = (1200, 1200)  # architecture = "mlp" only: encoder hidden layers
-    mlp_decoder_widths: tuple[int, ...] = (1200, 1200, 1200)  # architecture = "mlp" only: decoder hidden layers
+    #   the encoder/decoder settings (NetworkConfig): conv by default, DCGAN-like as Larsen et al.'s
 
     def __post_init__(self):
-        check_network_settings(self)
+        super().__post_init__()
         if self.discriminator_channels < 1:
             raise ConfigError(f"model.discriminator_channels must be >= 1, got {self.discriminator_channels}")
         if self.discriminator_norm not in ("batch", "none"):

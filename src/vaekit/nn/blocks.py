@@ -29,6 +29,12 @@ def n_downsamples(h: int, w: int, min_size: int = 7) -> int:
         side, n = (side + 2 - 4) // 2 + 1, n + 1
     if n == 0:
         raise ConfigError(f"images of {h}x{w} are too small for a convolutional encoder/decoder")
+    short = min(h, w)
+    for _ in range(n):
+        short = (short + 2 - 4) // 2 + 1
+    if short < 1:
+        raise ConfigError(f"images of {h}x{w} are too elongated for a convolutional encoder/decoder ({n} halvings of "
+                          f"the longer side leave nothing of the shorter); set data.size to make them square")
     return n
 
 
