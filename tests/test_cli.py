@@ -202,12 +202,18 @@ def test_corrupt_image_folder_is_refused(capsys, tmp_path):
 
 
 def test_pickled_checkpoint_is_refused_by_the_cli(digits_run, capsys, tmp_path):
+    """A pickle in place of the newest weights is skipped, never unpickled; with none left, refused."""
     import shutil
 
     copy = tmp_path / "evil"
     shutil.copytree(digits_run, copy)
-    ckpt = json.loads((copy / "checkpoints" / "latest.json").read_text())["dir"]
-    torch.save({"anything": torch.zeros(1)}, copy / "checkpoints" / ckpt / "model.safetensors")
+    ckpts = sorted((copy / "checkpoints").glob("step-*"))
+    torch.save({"anything": torch.zeros(1)}, ckpts[-1] / "model.safetensors")
+    if len(ckpts) > 1:  # the previous checkpoint is used, with one line saying why
+        code, _, err = run(capsys, "sample", str(copy), "-o", str(tmp_path / "y.png"))
+        assert code == 0 and "never unpickles" in err and ckpts[-2].name in err
+    for ckpt in ckpts:
+        torch.save({"anything": torch.zeros(1)}, ckpt / "model.safetensors")
     for argv in (["evaluate", str(copy)], ["sample", str(copy), "-o", str(tmp_path / "x.png")]):
         code, _, err = run(capsys, *argv)
         assert code == 2 and "never unpickles" in err
@@ -326,3 +332,14 @@ def test_evaluate_with_local_inception_weights_adds_fid(digits_run, capsys, monk
     assert result["samples/fid"] > result["reference/train_fid"] >= 0
     code, _, err = run(capsys, "evaluate", str(digits_run), "--samples", "0", "--inception", str(weights))
     assert code == 2 and "--inception" in err
+
+
+def test_evaluate_refuses_a_negative_k_and_a_feature_net_that_is_not_there(digits_run, capsys, tmp_path):
+    missing = tmp_path / "net.safetensors"
+    for argv in (["evaluate", str(digits_run), "--iw-samples", "-1"],
+                 ["evaluate", str(digits_run), "--feature-net", str(missing)]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not missing.exists()  # refused, not trained and written there
+    code, _, err = run(capsys, "train", "vae", "--data", "digits", "--iw-samples", "-1", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--iw-samples" in err and not (tmp_path / "r").exists()

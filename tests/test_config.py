@@ -87,3 +87,22 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("name,setting", [("ae", "beta=50"), ("ae", "prior_term='tc'"), ("vae", "alpha=2.0"),
+                                          ("vae", "tc_estimator='mws'"), ("vae", "scale=0.5"),
+                                          ("vae", "mlp_widths=[10]"), ("introvae", "steps_per_epoch=3")])
+def test_settings_a_model_does_not_use_are_refused_by_name(name, setting):
+    from vaekit.runs import resolve_config
+
+    with pytest.raises(ConfigError, match=setting.split("=")[0]):
+        resolve_config(name, overrides=[f"model.{setting}"])
+
+
+def test_settings_that_apply_are_accepted():
+    from vaekit.runs import resolve_config
+
+    cfg = resolve_config("btcvae", overrides=["model.alpha=2.0", "model.tc_estimator=mws"])
+    assert cfg.model.alpha == 2.0
+    cfg = resolve_config("vae", overrides=["model.likelihood=gaussian", "model.scale=0.5"])
+    assert cfg.model.scale == 0.5

@@ -7,6 +7,7 @@ config dataclass lives beside the model; this module knows only the run, data an
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -30,8 +31,15 @@ class DataConfig:
     channels: int | None = None  # image-folder: 1 (gray) or 3 (RGB); default from the files
 
     def __post_init__(self):
+        _fail_unless(not isinstance(self.name, str) or bool(self.name.strip()),
+                     "data.name must name a dataset (see `vaekit datasets`), got ''")
+        _fail_unless(not isinstance(self.root, str) or bool(self.root.strip()),
+                     "data.root must be a folder path, got ''; drop it or set --set data.root=DIR")
         _fail_unless(self.size is None or self.size >= 8, f"data.size must be >= 8, got {self.size}")
         _fail_unless(self.channels in (None, 1, 3), f"data.channels must be 1 or 3, got {self.channels}")
+
+
+_SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,10 @@ class TrainConfig:
         _fail_unless(self.explode_factor == 0 or self.explode_factor > 1,
                      f"train.explode_factor must be 0 (off) or > 1, got {self.explode_factor}")
         for key, value in self.group_lr.items():
-            _fail_unless(isinstance(value, (int, float)) and value > 0,
-                         f"train.group_lr[{key!r}] must be a number > 0, got {value!r}")
+            _fail_unless(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                         and value > 0, f"train.group_lr[{key!r}] must be a finite number > 0, got {value!r}")
+        # the data order is seeded by seed * 1_000_003 + epoch (train/trainer.py), which must stay 64-bit
+        _fail_unless(0 <= self.seed <= _SEED_MAX, f"train.seed must lie in [0, {_SEED_MAX}], got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ class RunConfig:
 
 
 _NONE_WORDS = ("none", "null")  # what a bare `--set` value for "off" may say
+_INT_LIMIT = 10**18  # integer settings must fit a signed 64-bit integer, with room for arithmetic
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -120,13 +131,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where} must be true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if not -_INT_LIMIT <= value < _INT_LIMIT:  # torch and numpy take 64-bit integers
+            raise ConfigError(f"{where} must be an integer of at most 18 digits, got {value!r}")
         return int(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number):  # nan or inf: never a usable learning rate, weight, scale ...
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
@@ -187,9 +207,11 @@ def parse_value(text: str) -> Any:
     string here: it becomes None only for an optional setting (see _coerce), so `model.norm=none` is
     the string "none"."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        parsed = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text
+    # `1\nx = 2` would parse too: only a value alone is a literal
+    return parsed["v"] if set(parsed) == {"v"} else text
 
 
 def apply_override(tree: dict, assignment: str) -> None:
@@ -197,7 +219,7 @@ def apply_override(tree: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
     key, text = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    parts = [part.strip() for part in key.split(".")]
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"--set key must be section.key (e.g. train.lr), got {key!r}")
     section, name = parts
@@ -207,16 +229,29 @@ def apply_override(tree: dict, assignment: str) -> None:
 
 
 def load_toml(path: str | Path) -> dict:
+    """A `--config` file: tables [model], [data], [train] and optionally `model_name = "..."`."""
     try:
         with open(path, "rb") as f:
             tree = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give --config a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path} ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text); give --config a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     unknown = sorted(set(tree) - {"model", "data", "train", "model_name"})
     if unknown:
         raise ConfigError(f"{path}: unknown section [{unknown[0]}]; sections: model, data, train")
+    for section in ("model", "data", "train"):
+        if section in tree and not isinstance(tree[section], dict):
+            raise ConfigError(f"{path}: {section} must be a table ([{section}] followed by key = value lines), "
+                              f"got {section} = {tree[section]!r}")
+    if "model_name" in tree and not isinstance(tree["model_name"], str):
+        raise ConfigError(f"{path}: model_name must be a string such as \"vae\", got {tree['model_name']!r}")
     return tree
 
 
@@ -241,3 +276,25 @@ def to_toml(tree: dict) -> str:
             lines.append(f"\n[{k}]")
             lines += [f"{kk} = {lit(vv)}" for kk, vv in v.items() if vv is not None]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# settings that apply only in some configurations
+
+
+def applies_when(condition, description: str) -> dict:
+    """Field metadata: the setting is used only when `condition(config)` holds (a likelihood's scale
+    only for a Gaussian or Laplace, the TC weights only for beta-TCVAE). A value other than the
+    default where it does not apply is refused by name instead of being silently ignored."""
+    return {"applies_when": (condition, description)}
+
+
+def refuse_inapplicable(config, section: str = "model") -> None:
+    for f in dataclasses.fields(config):
+        rule = f.metadata.get("applies_when")
+        if rule is None:
+            continue
+        condition, description = rule
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if not condition(config) and getattr(config, f.name) != default:
+            raise ConfigError(f"{section}.{f.name} applies only when {description}; drop it, or set that too")

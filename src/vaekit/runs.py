@@ -31,11 +31,14 @@ from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_di
 from .data import fixed_sample, load_dataset
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError
-from .metrics import dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model
+from .metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model,
+                      evaluate_samples)
+from .metrics.likelihood import IMAGES_PER_CALL
 from .models import GenerativeModel, build_model, get_entry, model_config
-from .models.base import inference
-from .train import Trainer, latest_checkpoint
-from .train.checkpoint import load_model_weights, write_json_atomic, write_text_atomic
+from .models.base import DataFacts, inference
+from .train import RunLock, Trainer, latest_checkpoint
+from .train.checkpoint import checkpoint_step, load_model_weights, write_json_atomic, write_text_atomic
+from .train.lock import LOCK_NAME
 from .viz import plot_curves, plot_panels, save_grid
 
 
@@ -70,14 +73,35 @@ def read_run_config(run_dir: str | Path) -> tuple[RunConfig, dict]:
     path = Path(run_dir) / "config.json"
     if not Path(run_dir).is_dir():
         raise ConfigError(f"run folder not found: {run_dir}")
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a vaekit run folder (no config.json)")
     try:
         saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
+        raise ConfigError(f"{path}: unreadable run config ({e}); restore it or train the run again") from None
+    problem = _run_config_problem(saved)
+    if problem:
+        raise ConfigError(f"{path}: not a vaekit run config ({problem}); restore it or train the run again")
+    try:
         cfg = config_from_tree(saved["model_name"], saved)
-    except FileNotFoundError:
-        raise ConfigError(f"{run_dir} is not a vaekit run folder (no config.json)") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path}: unreadable run config ({e})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     return cfg, saved
+
+
+def _run_config_problem(saved) -> str | None:
+    if not isinstance(saved, dict):
+        return f"a JSON {type(saved).__name__}, not an object"
+    if not isinstance(saved.get("model_name"), str):
+        return "model_name is missing or not a string"
+    for section in ("model", "data", "train"):
+        if not isinstance(saved.get(section), dict):
+            return f"{section} is missing or not an object"
+    shape = saved.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        return f"image_shape {shape!r} is not 3 positive integers"
+    return None
 
 
 # --- loading a trained model ------------------------------------------------------------
@@ -99,20 +123,114 @@ def load_split(cfg: RunConfig, split: str):
     return load_dataset(d.name, split, root=d.root, size=d.size, channels=d.channels)
 
 
+# --- evaluation -------------------------------------------------------------------------
+
+DECOMPOSITION_MODES = ("fast", "full", "off")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationOptions:
+    """What `vaekit evaluate` measures (its flags); a run's final evaluation uses the same path."""
+
+    iw_samples: int = 100  # K of the IWAE bound; 0 = skip
+    iw_images: int | None = 200  # test images scored with the IWAE bound; None = all of them
+    images: int | None = None  # test images for every other metric (a fixed uniform sample); None = all
+    batch_size: int = 500  # images per network call (at most IMAGES_PER_CALL)
+    seed: int = 0
+    disentanglement: str = "fast"  # fast | full | off (data with known factors only)
+    kl_decomposition: str = "fast"  # fast | full | off (models with a posterior only)
+    samples: int = 10_000  # model samples for FD, precision/recall, MS-SSIM; 0 = skip
+    pairs: int = 10_000  # sample pairs for MS-SSIM diversity
+    feature_net: str | None = None  # a feature network file; None = the dataset's cached one
+    inception: str | None = None  # local FID-Inception weights (safetensors)
+    progress: bool = True
+
+    def __post_init__(self):
+        def fail_unless(ok, message):
+            if not ok:
+                raise ConfigError(message)
+        fail_unless(self.iw_samples >= 0, f"--iw-samples must be >= 0 (0 skips the IWAE bound), got {self.iw_samples}")
+        for name in ("iw_images", "images"):
+            value = getattr(self, name)
+            fail_unless(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1 or 'all', got {value}")
+        fail_unless(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        fail_unless(self.samples == 0 or self.samples >= 2, f"--samples must be 0 or >= 2, got {self.samples}")
+        fail_unless(self.pairs >= 1, f"--pairs must be >= 1, got {self.pairs}")
+        for name in ("disentanglement", "kl_decomposition"):
+            fail_unless(getattr(self, name) in DECOMPOSITION_MODES,
+                        f"--{name.replace('_', '-')} must be fast, full or off, got {getattr(self, name)!r}")
+        fail_unless(not self.inception or self.samples, "--inception needs samples to score; drop --samples 0")
+        for flag, path in (("--feature-net", self.feature_net), ("--inception", self.inception)):
+            fail_unless(path is None or Path(path).is_file(),
+                        f"{flag} {path}: no such file (vaekit reads it, never writes it; omit {flag} for the default)")
+
+
+def evaluate_run(model: GenerativeModel, train_data, test_data, options: EvaluationOptions = EvaluationOptions(),
+                 train_mean: torch.Tensor | None = None) -> dict:
+    """Every test-set number `vaekit evaluate` prints: ELBO terms, IWAE bound, SSIM/MSE beside the
+    mean image, the KL decomposition, disentanglement scores and sample quality, as `options` say."""
+    o = options
+    if train_mean is None:
+        train_mean = dataset_mean_image(train_data)
+    result = evaluate_model(model, test_data, train_mean=train_mean, iw_samples=o.iw_samples, iw_images=o.iw_images,
+                            max_images=o.images, batch_size=o.batch_size, seed=o.seed, progress=o.progress)
+    result.update(evaluate_disentanglement(model, train_data, o.disentanglement, seed=o.seed, progress=o.progress))
+    result.update(evaluate_kl_decomposition(model, train_data, o.kl_decomposition, seed=o.seed, progress=o.progress))
+    if o.samples:
+        result.update(evaluate_samples(model, train_data, test_data, samples=o.samples, pairs=o.pairs,
+                                       feature_net_path=o.feature_net, inception_path=o.inception, seed=o.seed,
+                                       batch_size=min(o.batch_size, IMAGES_PER_CALL), progress=o.progress))
+    return result
+
+
 # --- training ---------------------------------------------------------------------------
 
+def _refuse_if_not_empty(out: Path) -> None:
+    """A fresh run needs an empty or new folder; a lock file alone (a run killed at its start) is empty."""
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
+        raise ConfigError(f"{out} already exists and is not empty; pass --resume to continue it or choose another --out")
+
+
+def _evaluated_step(out: Path) -> int:
+    """The step of the run's final evaluation; -1 when it has none (or a crash cut its writing short)."""
+    try:
+        return int(json.loads((out / "evaluation.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
 def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-              final_iw_samples: int = 50, final_iw_images: int = 1000) -> dict:
-    """Train `cfg` into run folder `out` (or continue it), then evaluate and draw the pictures."""
+              final_iw_samples: int = 50, final_iw_images: int = 200) -> dict:
+    """Train `cfg` into run folder `out` (or continue it), then evaluate and draw the pictures.
+    One process at a time: the run folder stays locked until all of it is written (train/lock.py)."""
     out = Path(out)
+    for parent in (out, *out.parents):  # an --out that is, or lies under, a file
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+            break
+    lock = RunLock(out)
+    try:
+        return _train_run(cfg, Path(out), lock, resume=resume, progress=progress,
+                          final_iw_samples=final_iw_samples, final_iw_images=final_iw_images)
+    finally:
+        lock.release()
+
+
+def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progress: bool,
+               final_iw_samples: int, final_iw_images: int) -> dict:
+    lock.acquire(create=False)  # a folder another process trains into is refused before anything else
     if resume:
         cfg = _resume_config(cfg, out)
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} already exists and is not empty; pass --resume to continue it or choose another --out")
+    else:
+        _refuse_if_not_empty(out)
     train_data, test_data = load_split(cfg, "train"), load_split(cfg, "test")
     resolve_device(cfg.train.device)  # refused here, before the run folder exists
     if cfg.train.batch_size > len(train_data):
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_data)} training images")
+    if len(test_data) < 2:  # sample-quality and diversity metrics compare pairs of test images
+        raise ConfigError(f"the test split of {test_data.source} has {len(test_data)} image; evaluation needs at "
+                          "least 2, so add test images")
     cfg = _fill_from_data(cfg, len(train_data))
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
@@ -124,10 +242,16 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
         return evaluate_model(m, test_data, max_images=quick, seed=cfg.train.seed)
 
     trainer = Trainer(model, train_data, cfg.train, out, evaluate=quick_eval, progress=progress)  # creates `out`
+    lock.acquire()  # before anything is written into `out`; refused, it leaves the other process's folder as it is
     if resume:
-        start = trainer.resume()
-        if start >= trainer.total_steps:
+        ckpt = latest_checkpoint(out)
+        start = checkpoint_step(ckpt) if ckpt is not None else 0
+        # A run killed after its last checkpoint but before its final evaluation only finishes that.
+        if start >= trainer.total_steps and _evaluated_step(out) >= start:
             raise ConfigError(f"{out} is already at step {start}; ask for more with --steps N (N > {start})")
+        trainer.restore(ckpt)
+    else:  # again: another run may have got in between the check above and the lock
+        _refuse_if_not_empty(out)
     saved = {**run_config_to_dict(cfg), "image_shape": list(train_data.image_shape),
              "data_source": train_data.source, "train_images": len(train_data), "test_images": len(test_data),
              "vaekit_version": __version__, "torch_version": torch.__version__}
@@ -137,11 +261,10 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     trainer.fit()
     seconds = time.perf_counter() - t0
 
-    result = evaluate_model(model, test_data, train_mean=train_mean, iw_samples=final_iw_samples,
-                            iw_images=final_iw_images, max_images=cfg.train.final_eval_images or None,
-                            seed=cfg.train.seed)
-    result.update(evaluate_disentanglement(model, train_data, "fast", seed=cfg.train.seed))
-    result.update(evaluate_kl_decomposition(model, train_data, "fast", seed=cfg.train.seed))
+    options = EvaluationOptions(iw_samples=final_iw_samples, iw_images=final_iw_images,
+                                images=cfg.train.final_eval_images or None, seed=cfg.train.seed, samples=0,
+                                progress=progress)
+    result = evaluate_run(model, train_data, test_data, options, train_mean=train_mean)
     result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     write_json_atomic(out / "evaluation.json", result)
@@ -152,28 +275,21 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     return result
 
 
-# Model settings a run derives from the data when left at 0: beta-TCVAE's N, IntroVAE's steps per epoch.
-DERIVED_FIELDS = ("dataset_size", "steps_per_epoch")
-
-
 def _fill_from_data(cfg: RunConfig, train_images: int) -> RunConfig:
-    fill = {}
-    if getattr(cfg.model, "dataset_size", None) == 0 and getattr(cfg.model, "prior_term", "kl") == "tc":
-        fill["dataset_size"] = train_images
-    if getattr(cfg.model, "steps_per_epoch", None) == 0:
-        fill["steps_per_epoch"] = train_images // cfg.train.batch_size
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **fill)) if fill else cfg
+    """The model settings the model takes from the data (`settings_from_data`), in one place."""
+    facts = DataFacts(train_images=train_images, steps_per_epoch=train_images // cfg.train.batch_size)
+    model = get_entry(cfg.model_name).model_class.settings_from_data(cfg.model, facts)
+    return dataclasses.replace(cfg, model=model)
 
 
 def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
     """Resume keeps the saved model and data; only train settings may change (e.g. more steps)."""
-    saved, _ = read_run_config(out)
+    saved, tree = read_run_config(out)
     if requested.model_name != saved.model_name:
         raise ConfigError(f"{out} trains {saved.model_name!r}, not {requested.model_name!r}")
-    derived = {k: getattr(saved.model, k) for k in DERIVED_FIELDS
-               if getattr(requested.model, k, None) == 0 and hasattr(saved.model, k)}
-    if derived and dataclasses.is_dataclass(requested.model):
-        requested = dataclasses.replace(requested, model=dataclasses.replace(requested.model, **derived))
+    if "train_images" in tree:  # what the saved run derived from its data, derived again to compare
+        derived = _fill_from_data(dataclasses.replace(requested, train=saved.train), int(tree["train_images"]))
+        requested = dataclasses.replace(requested, model=derived.model)
     for section in ("model", "data"):
         if getattr(requested, section) != getattr(saved, section):
             raise ConfigError(f"--resume cannot change the {section} settings of {out}; start a new run instead")

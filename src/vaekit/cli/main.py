@@ -43,6 +43,8 @@ def _cmd_train(args) -> int:
     for key in ("steps", "epochs", "seed", "batch_size", "lr", "device"):
         if getattr(args, key) is not None:
             base["train"][key] = getattr(args, key)
+    if args.iw_samples < 0:
+        raise ConfigError(f"--iw-samples must be >= 0 (0 skips the IWAE bound), got {args.iw_samples}")
     if args.resume:
         # Start from the run's saved settings; what is given now changes them (train settings only).
         _, tree = read_run_config(args.out)
@@ -60,9 +62,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--iw-samples", type=int, default=100, help="K importance samples for the IWAE bound (0 = skip)")
-    p.add_argument("--iw-images", default="1000", help="test images scored with the IWAE bound, or 'all'")
+    p.add_argument("--iw-images", default="200", help="test images scored with the IWAE bound, or 'all' (default 200)")
     p.add_argument("--images", default="all", help="test images for every other metric, or 'all'")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=500, help="images per network call (at most 500; default 500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--disentanglement", choices=("fast", "full", "off"), default="fast",
@@ -82,6 +84,7 @@ def _add_evaluate(sub) -> None:
                         "one, trained with a fixed recipe on first use ($VAEKIT_CACHE, ~/.cache/vaekit)")
     p.add_argument("--inception", metavar="PATH",
                    help="local FID-Inception weights (safetensors) for the standard FID; never downloaded")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
 def _count(text: str, name: str) -> int | None:
@@ -97,37 +100,24 @@ def _count(text: str, name: str) -> int | None:
 
 
 def _cmd_evaluate(args) -> int:
-    from ..metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model,
-                           evaluate_samples)
     from ..metrics.likelihood import supports_likelihood
-    from ..runs import load_run, load_split
+    from ..runs import EvaluationOptions, evaluate_run, load_run, load_split
 
-    if args.samples and (args.samples < 2 or args.pairs < 1):
-        raise ConfigError(f"--samples must be 0 or >= 2 and --pairs >= 1, got {args.samples} and {args.pairs}")
-    if args.inception and not args.samples:
-        raise ConfigError("--inception needs samples to score; drop --samples 0")
-
+    options = EvaluationOptions(
+        iw_samples=args.iw_samples, iw_images=_count(args.iw_images, "--iw-images"),
+        images=_count(args.images, "--images"), batch_size=args.batch_size, seed=args.seed,
+        disentanglement=args.disentanglement, kl_decomposition=args.kl_decomposition, samples=args.samples,
+        pairs=args.pairs, feature_net=args.feature_net, inception=args.inception, progress=not args.quiet)
     cfg, model, _ = load_run(args.run, args.device)
     test, train = load_split(cfg, "test"), load_split(cfg, "train")
-    train_mean = dataset_mean_image(train)
-    n_images = _count(args.images, "--images")
-    n_iw = _count(args.iw_images, "--iw-images")
-    shown = len(test) if n_images is None else min(n_images, len(test))
-    iw_note = (f"; IWAE bound with K={args.iw_samples} on {shown if n_iw is None else min(n_iw, shown)} of them"
+    shown = len(test) if options.images is None else min(options.images, len(test))
+    n_iw = shown if options.iw_images is None else min(options.iw_images, shown)
+    iw_note = (f"; IWAE bound with K={args.iw_samples} on {n_iw} of them"
                if args.iw_samples > 0 and supports_likelihood(model) else
                "; no IWAE bound (this model has no likelihood p(x|z))" if args.iw_samples > 0 else "")
-    print(f"evaluating {cfg.model_name} on {shown} {cfg.data.name} test images{iw_note} ...", file=sys.stderr)
-    result = evaluate_model(model, test, train_mean=train_mean, iw_samples=args.iw_samples,
-                            iw_images=n_iw, max_images=n_images, batch_size=args.batch_size,
-                            seed=args.seed)
-    result.update(evaluate_disentanglement(model, train, args.disentanglement, seed=args.seed))
-    result.update(evaluate_kl_decomposition(model, train, args.kl_decomposition, seed=args.seed))
-    if args.samples:
-        print(f"sample quality: {args.samples} samples against the {len(test)} test images ...", file=sys.stderr)
-        result.update(evaluate_samples(model, train, test, samples=args.samples, pairs=args.pairs,
-                                       feature_net_path=args.feature_net, inception_path=args.inception,
-                                       seed=args.seed, batch_size=args.batch_size,
-                                       progress=lambda m: print(m, file=sys.stderr)))
+    if not args.quiet:
+        print(f"evaluating {cfg.model_name} on {shown} {cfg.data.name} test images{iw_note} ...", file=sys.stderr)
+    result = evaluate_run(model, train, test, options)
     result = {"run": args.run, "model": cfg.model_name, "data": cfg.data.name, **result}
     print(json.dumps(result) if args.json else _format_metrics(result))
     return 0
@@ -266,8 +256,15 @@ def _cmd_datasets(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its own refusals as one line and exit code 2 like every other refusal."""
+
+    def error(self, message: str):
+        self.exit(2, f"vaekit: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vaekit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)

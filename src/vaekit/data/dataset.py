@@ -198,12 +198,32 @@ def load_dataset(
         _CACHE.move_to_end(key)
         return dataclasses.replace(cached)  # a fresh object sharing the tensors
 
-    dataset = spec.load(split, root_path, size, channels)
-    dataset = dataset.conformed(size, channels)
+    try:
+        dataset = spec.load(split, root_path, size, channels)
+        dataset = dataset.conformed(size, channels)
+    except DataError as e:
+        message = printable(str(e))
+        if message != str(e):  # a file name that is not UTF-8: printing it would raise UnicodeEncodeError
+            raise DataError(message) from None
+        raise
+    except MemoryError:
+        what = f" at data.size={size}" if size is not None else ""
+        raise DataError(f"{name}: the {split} split{what} does not fit in memory; "
+                        f"{'choose a smaller data.size' if size is not None else 'use fewer or smaller images'}") from None
+    if len(dataset) == 0:  # every loader refuses this itself; a last guard for new ones
+        raise DataError(f"{name}: the {split} split of {dataset.source} has no images; add images to it")
     _CACHE[key] = dataset
     while len(_CACHE) > _CACHE_ENTRIES:
         _CACHE.popitem(last=False)
     return dataclasses.replace(dataset)
+
+
+def printable(text: str) -> str:
+    """`text` with the bytes of file names that are not UTF-8 (surrogate escapes) shown as \\xNN."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def conform(images: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:
@@ -228,7 +248,10 @@ def _resize_and_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    try:
+        out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    except RuntimeError as e:  # torch's allocator says "can't allocate memory"
+        raise MemoryError(str(e)) from None
     # In chunks: the float copy of a whole up-scaled dataset could take gigabytes.
     for start in range(0, images.shape[0], 4096):
         chunk = images[start : start + 4096].float()

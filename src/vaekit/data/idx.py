@@ -7,6 +7,7 @@ A split is `train-*` or `t10k-*` (test) images + labels, named either
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -34,16 +35,22 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """Read one IDX file (plain or gzip) whose header must carry `magic`."""
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise DataError(f"{path}: is {what}, not an IDX file; remove it or put the IDX file there")
     try:
         data = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read IDX file ({e.strerror or e})") from None
-    # Sniff rather than trust the name: IDX starts with two zero bytes, gzip with 1f 8b.
-    if data[:2] == GZIP_MAGIC or path.suffix == ".gz":
+    # Sniff rather than trust the name: IDX starts with two zero bytes, gzip with 1f 8b. A plain IDX
+    # file named .gz is read as it is; anything else named .gz must be gzip.
+    if data[:2] == GZIP_MAGIC or (path.suffix == ".gz" and not (len(data) >= 4 and data[:2] == b"\0\0")):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: corrupt gzip data ({e}); download the file again") from None
+        except MemoryError:
+            raise DataError(f"{path}: decompresses to more data than fits in memory; not an IDX file") from None
 
     ndim = magic & 0xFF
     kind = "images" if magic == IMAGES_MAGIC else "labels"
@@ -62,7 +69,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(data) < header_len:
         raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, need {header_len})")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # Python integers: a forged header must not wrap around
     payload = len(data) - header_len
     if payload < expected:
         raise DataError(
@@ -89,17 +96,62 @@ def idx_candidates(split: str, kind: str) -> list[str]:
 
 
 def find_idx_file(folder: Path, split: str, kind: str) -> Path | None:
-    for name in idx_candidates(split, kind):
-        path = folder / name
-        if path.is_file():
-            return path
+    """The first candidate that is a file; else the first that exists as something else (a folder, a
+    broken link), so that reading it says what is wrong instead of "not found"."""
+    names = idx_candidates(split, kind)
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    for name in names:
+        if (folder / name).exists() or (folder / name).is_symlink():
+            return folder / name
     return None
 
 
+def _peek_dims(path: Path, magic: int) -> tuple[int, ...] | None:
+    """The dims in an IDX header without reading the whole file; None if it cannot be read (reading
+    that file properly will say why)."""
+    ndim = magic & 0xFF
+    need = 4 + 4 * ndim
+    try:
+        with open(path, "rb") as f:
+            head = f.read(need)
+            if head[:2] == GZIP_MAGIC:
+                f.seek(0)
+                with gzip.GzipFile(fileobj=f) as g:
+                    head = g.read(need)
+    except (OSError, EOFError, zlib.error):
+        return None
+    if len(head) < need or int.from_bytes(head[:4], "big") != magic:
+        return None
+    return tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+
+
+def _check_label_range(folder: Path, split: str, labels_path: Path, labels: np.ndarray) -> None:
+    """Unnamed classes are 0..max(train label): a test label above that has no class to be scored as
+    (the feature network of FD / precision-recall is a classifier over the train labels)."""
+    other_path = find_idx_file(folder, "test" if split == "train" else "train", "labels")
+    if other_path is None:
+        return
+    try:
+        other = read_idx(other_path, LABELS_MAGIC)
+    except DataError:
+        return  # reported when that split is read
+    train, test = (labels, other) if split == "train" else (other, labels)
+    if len(train) and len(test) and test.max() > train.max():
+        test_path = other_path if split == "train" else labels_path
+        raise DataError(
+            f"{test_path}: test label {int(test.max())} is above every train label (0-{int(train.max())}), "
+            f"a class training never sees; both splits must use the same classes"
+        )
+
+
 def read_idx_split(
-    folder: Path, split: str, *, name: str, classes: list[str] | None, require_labels: bool, hint: str
+    folder: Path, split: str, *, name: str, classes: list[str] | None, require_labels: bool, hint: str,
+    resized: bool = False,
 ) -> ImageDataset:
-    """Read one split from `folder`; `hint` ends the error when files are missing."""
+    """Read one split from `folder`; `hint` ends the error when files are missing. Unless `resized`
+    (data.size brings both splits to one size), the other split's images must have this one's size."""
     images_path = find_idx_file(folder, split, "images")
     if images_path is None:
         wanted = " or ".join(f"{n}[.gz]" for n in idx_candidates(split, "images")[1::2])
@@ -112,6 +164,18 @@ def read_idx_split(
     images = read_idx(images_path, IMAGES_MAGIC)
     if images.shape[0] == 0:
         raise DataError(f"{images_path}: contains no images")
+    if 0 in images.shape[1:]:
+        raise DataError(f"{images_path}: header says images of {images.shape[1]}x{images.shape[2]} pixels; "
+                        "replace it with an IDX file of real images")
+    other_split = "test" if split == "train" else "train"
+    other_path = find_idx_file(folder, other_split, "images")
+    other_dims = _peek_dims(other_path, IMAGES_MAGIC) if other_path is not None else None
+    if other_dims is not None and other_dims[1:] != images.shape[1:] and not resized:
+        raise DataError(
+            f"{images_path}: {split} images are {images.shape[1]}x{images.shape[2]} but {other_path.name} has "
+            f"{other_dims[1]}x{other_dims[2]} (height x width); both splits must have one size, or set "
+            f"--set data.size=N to resize both"
+        )
     labels = None
     if labels_path is not None:
         labels = read_idx(labels_path, LABELS_MAGIC)
@@ -124,6 +188,8 @@ def read_idx_split(
             raise DataError(
                 f"{labels_path}: label {int(labels.max())} out of range 0-{len(classes) - 1} for {name}"
             )
+        if classes is None:
+            _check_label_range(folder, split, labels_path, labels)
         labels = torch.from_numpy(labels.astype(np.int64))
 
     n, h, w = images.shape
@@ -171,7 +237,8 @@ def _named_idx_dataset(
             else:
                 where = "no data.root given and VAEKIT_DATA is not set"
             raise DataError(f"{name}: IDX files not found ({where}); {hint}")
-        return read_idx_split(folder, split, name=name, classes=classes, require_labels=True, hint=hint)
+        return read_idx_split(folder, split, name=name, classes=classes, require_labels=True, hint=hint,
+                              resized=size is not None)
 
     def locate(root: Path | None) -> tuple[str, bool]:
         folders, folder = pick_folder(root)
@@ -213,6 +280,7 @@ def _load_idx_folder(split: str, root: Path | None, size: int | None, channels: 
     return read_idx_split(
         root, split, name="idx", classes=None, require_labels=False,
         hint="the folder needs train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz] (labels optional)",
+        resized=size is not None,
     )  # fmt: skip
 
 

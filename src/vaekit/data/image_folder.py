@@ -3,9 +3,10 @@
 Layout rules, all deterministic:
 - Files are found recursively under the root (hidden files and folders,
   whose names start with ".", are skipped) and sorted by relative path.
-- If `root/train` and `root/test` both exist they are the splits. Otherwise a
-  file is test when a hash of its path relative to root falls in 1 of 10
-  buckets (~10%); adding files never moves existing ones between splits.
+- If `root/train` and `root/test` both exist they are the splits (one of them
+  alone is refused). Otherwise a file is test when a hash of its path relative
+  to root falls in 1 of 10 buckets (~10%); adding files never moves existing
+  ones between splits.
 - If every image sits inside a subfolder (of root, or of root/train and
   root/test), the first-level subfolder names, sorted, are the classes and
   give the labels. Otherwise labels and classes are None.
@@ -39,7 +40,8 @@ _PROBE_CACHE: dict[tuple[str, int, int], tuple[bool, tuple[int, int]]] = {}
 
 def is_test_file(relative_path: str) -> bool:
     """The split rule for folders without train/test: stable hash of the relative POSIX path."""
-    digest = hashlib.sha1(relative_path.encode("utf-8")).digest()
+    # surrogateescape: a file name that is not valid UTF-8 still gets a place (valid names are unchanged)
+    digest = hashlib.sha1(relative_path.encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") % TEST_BUCKETS == 0
 
 
@@ -56,9 +58,16 @@ def list_images(folder: Path) -> list[Path]:
 
 def _split_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, Path]]:
     """Files of each split and the folder each split's paths are relative to."""
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    present = [split for split in SPLITS if (root / split).is_dir()]
+    if len(present) == 2:
         bases = {split: root / split for split in SPLITS}
         return {split: list_images(bases[split]) for split in SPLITS}, bases
+    if present:  # half a layout: its images would silently become one class of a hashed split
+        missing = root / ("test" if present[0] == "train" else "train")
+        raise DataError(
+            f"{root}: has a {present[0]}/ folder but no {missing.name}/; make {missing} (a folder of images) "
+            f"too, or move the images up into {root} to split them ~{100 // TEST_BUCKETS}% test by path"
+        )
     files = list_images(root)
     test = [p for p in files if is_test_file(p.relative_to(root).as_posix())]
     test_set = set(test)
@@ -73,7 +82,10 @@ def _probe(path: Path) -> tuple[bool, tuple[int, int]]:
     """(is colour, (width, height)) from the header, without decoding the pixels."""
     from PIL import Image
 
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError as e:  # gone (or unreachable) since it was listed
+        raise _open_error(path, e) from None
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _PROBE_CACHE:
         try:
@@ -101,12 +113,11 @@ def _decode(path: Path, pil_mode: str, size: int | None) -> np.ndarray:
             if size is not None:
                 # Lets the JPEG decoder scale down by 1/2..1/8 while decoding; no-op for PNG.
                 im.draft(pil_mode, (size, size))
-            if im.mode in SIXTEEN_BIT_MODES and pil_mode == "L":
-                # Pillow's I;16 -> L conversion clips instead of scaling.
+            if im.mode in SIXTEEN_BIT_MODES:
+                # Pillow's I;16 -> L (and -> RGB) conversion clips instead of scaling: scale to L first.
                 values = np.asarray(im, dtype=np.float32) / 257.0
                 im = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
-            else:
-                im = im.convert(pil_mode)
+            im = im.convert(pil_mode)
             if size is not None:
                 im = ImageOps.fit(im, (size, size), Image.Resampling.BICUBIC)
             return np.asarray(im)
@@ -125,6 +136,8 @@ def _load_image_folder(split: str, root: Path | None, size: int | None, channels
     if not every:
         raise DataError(f"{root}: no PNG or JPEG images found (searched subfolders too)")
     if not files[split]:
+        if bases[split] != root:  # root/train + root/test
+            raise DataError(f"{bases[split]}: no images in the {split} split; add PNG/JPEG images to it")
         raise DataError(
             f"{bases[split]}: no images in the {split} split ({len(every)} in the folder); "
             f"add images or make {root / 'train'} and {root / 'test'} folders"
