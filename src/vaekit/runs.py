@@ -37,6 +37,7 @@ from .metrics.likelihood import IMAGES_PER_CALL
 from .models import GenerativeModel, build_model, get_entry, model_config
 from .models.base import DataFacts, inference
 from .train import RunLock, Trainer, latest_checkpoint
+from .train.trainer import truncate_jsonl
 from .train.checkpoint import checkpoint_step, load_model_weights, write_json_atomic, write_text_atomic
 from .train.lock import LOCK_NAME
 from .viz import plot_curves, plot_panels, save_grid
@@ -267,11 +268,13 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     result = evaluate_run(model, train_data, test_data, options, train_mean=train_mean)
     result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    write_json_atomic(out / "evaluation.json", result)
-    with open(out / "eval.jsonl", "a") as f:  # the final point of the evaluation curves
+    # the final point of the evaluation curves, once (a run killed after writing it evaluates again)
+    truncate_jsonl(out / "eval.jsonl", trainer.step - 1)
+    with open(out / "eval.jsonl", "a") as f:
         f.write(json.dumps({k: v for k, v in result.items() if k != "evaluated_at"}) + "\n")
     draw_run_pictures(out, model, test_data, cfg)
     write_report(out, cfg, saved, result, model)
+    write_json_atomic(out / "evaluation.json", result)  # last: a run without it is finished by --resume
     return result
 
 

@@ -61,7 +61,7 @@ def _append_jsonl(path: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def _truncate_jsonl(path: Path, max_step: int) -> None:
+def truncate_jsonl(path: Path, max_step: int) -> None:
     """On resume, drop log rows written after the checkpoint (a crash can leave some, the last one cut
     off mid-line); atomically, so a crash now does not lose the rows kept."""
     if not path.exists():
@@ -206,7 +206,7 @@ class Trainer:
             self.step = self.last_checkpoint_step = int(state["step"])
         if self.run_dir is not None:
             for name in ("metrics.jsonl", "eval.jsonl"):
-                _truncate_jsonl(self.run_dir / name, self.step)
+                truncate_jsonl(self.run_dir / name, self.step)
         return self.step
 
     def save(self) -> None:
