@@ -51,30 +51,13 @@ def run(argv: list[str]) -> dict:
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=100, help="training steps per model")
-    p.add_argument("--out", default="/tmp/vaekit-memory", help="folder for the run folders")
-    args = p.parse_args()
-    out = Path(args.out)
-    rows = []
-    for i, (name, train_args) in enumerate(SETUPS):
-        run_dir = out / f"run{i}"
-        if run_dir.exists():
-            import shutil
-            shutil.rmtree(run_dir)
-        print(f"[{i + 1}/{len(SETUPS)}] {name}: training {args.steps} steps + final evaluation", file=sys.stderr)
-        rows.append({"setup": name, "what": "train + final evaluation",
-                     **run([*VAEKIT, "train", *train_args, "--steps", str(args.steps), "--out", str(run_dir)])})
-        for label, eval_args in EVALUATIONS:
-            print(f"[{i + 1}/{len(SETUPS)}] {name}: vaekit evaluate, {label}", file=sys.stderr)
-            rows.append({"setup": name, "what": f"evaluate, {label}",
-                         **run([*VAEKIT, "evaluate", str(run_dir), "--json", *eval_args])})
+def write_results(rows: list[dict], steps: int) -> None:
     worst = max(r["peak_rss_gib"] for r in rows)
+    done = len(rows) == len(SETUPS) * (1 + len(EVALUATIONS))
     lines = ["# Peak memory of training and evaluation", "",
-             f"Command: `.venv/bin/python benchmarks/memory.py --steps {args.steps}`  ",
+             f"Command: `.venv/bin/python benchmarks/memory.py --steps {steps}`  ",
              f"Date: {datetime.now(timezone.utc).date()}; machine: {platform.machine()}, {os.cpu_count()} cores, "
-             f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB; budget: {args.steps} "
+             f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB; budget: {steps} "
              "training steps per model, `vaekit evaluate` with its defaults otherwise (10,000 samples for sample "
              "quality, fast disentanglement and KL decomposition).", "",
              "Peak resident memory per process (the kernel's ru_maxrss), in GiB:", "",
@@ -86,9 +69,34 @@ def main() -> None:
               "at most 500 images (`vaekit.metrics.likelihood.IMAGES_PER_CALL`), so their peaks differ only by "
               "what a batch of 100 or 500 images costs."]
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "memory.md").write_text("\n".join(lines) + "\n")
     (HERE / "results" / "memory.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n".join(lines))
+    if not done:
+        lines += ["", f"Incomplete: {len(rows)} of {len(SETUPS) * (1 + len(EVALUATIONS))} commands measured so far."]
+    (HERE / "results" / "memory.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=100, help="training steps per model")
+    p.add_argument("--out", default="/tmp/vaekit-memory", help="folder for the run folders")
+    args = p.parse_args()
+    out = Path(args.out)
+    rows: list[dict] = []
+    for i, (name, train_args) in enumerate(SETUPS):
+        run_dir = out / f"run{i}"
+        if run_dir.exists():
+            import shutil
+            shutil.rmtree(run_dir)
+        print(f"[{i + 1}/{len(SETUPS)}] {name}: training {args.steps} steps + final evaluation", file=sys.stderr)
+        rows.append({"setup": name, "what": "train + final evaluation",
+                     **run([*VAEKIT, "train", *train_args, "--steps", str(args.steps), "--out", str(run_dir)])})
+        write_results(rows, args.steps)  # after every command: an interrupted benchmark keeps what it measured
+        for label, eval_args in EVALUATIONS:
+            print(f"[{i + 1}/{len(SETUPS)}] {name}: vaekit evaluate, {label}", file=sys.stderr)
+            rows.append({"setup": name, "what": f"evaluate, {label}",
+                         **run([*VAEKIT, "evaluate", str(run_dir), "--json", *eval_args])})
+            write_results(rows, args.steps)
+    worst = max(r["peak_rss_gib"] for r in rows)
     if worst > LIMIT_GIB:
         raise SystemExit(f"a command peaked at {worst:.2f} GiB, over {LIMIT_GIB:g} GiB")
 
