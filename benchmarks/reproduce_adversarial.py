@@ -132,7 +132,7 @@ def main() -> None:
                         train, test = load_split(cfg, "train"), load_split(cfg, "test")
                         n = args.samples if size == 28 else args.samples_64
                         q = evaluate_samples(m, train, test, samples=n, pairs=n, seed=seed,
-                                             progress=lambda s: print(s, flush=True))
+                                             progress=True)
                         record.update({"train_seconds": ev["train_seconds_this_session"],
                                        "ssim": ev["test/ssim"], **q})
                         torch.manual_seed(seed)
