@@ -20,6 +20,7 @@ from vaekit.data.dataset import (
     register,
 )
 from vaekit.data import digits, dsprites, idx, image_folder  # noqa: F401  (registers the datasets)
+from vaekit.data import svhn  # noqa: F401  (registers svhn)
 from vaekit.data.dsprites import DSpritesDataset
 
 __all__ = [
