@@ -43,9 +43,29 @@ def tiny_test_data() -> ImageDataset:
     return ImageDataset("blobs", "test", blob_images(64, seed=1), torch.arange(64) % 4, ["a", "b", "c", "d"], "memory")
 
 
-def tiny_settings(name: str) -> dict:
+# Every registered model, and conditional settings the presets do not show (an image part as y, the
+# learned prior p(z|y)): the contract and configuration-space tests run over all of them.
+VARIANTS = {"cvae_half_learned_prior": ("cvae", {"condition": "half", "prior": "learned"}),
+            "vae_left": ("vae", {"condition": "left"}),
+            "cvae_gan_learned_prior": ("cvae_gan", {"prior": "learned"}),
+            "vaegan_top": ("vaegan", {"condition": "top", "prior": "learned"})}
+
+
+def model_cases() -> list[tuple[str, dict]]:
+    """(registered name, settings) for every registered model and every VARIANT."""
+    from vaekit.models import MODELS
+
+    return [(name, {}) for name in MODELS] + list(VARIANTS.values())
+
+
+def case_id(case) -> str:
+    name, over = case
+    return name + "".join(f"-{k}={v}" for k, v in over.items())
+
+
+def tiny_settings(name: str, overrides: dict | None = None) -> dict:
     """Model settings small enough for fast tests, for any registered model, with what a run takes
-    from the data (`settings_from_data`) filled in as for a run of 1000 images at batch 10."""
+    from the data (`settings_from_data`) filled in as for a run of 1000 images of 4 classes at batch 10."""
     from vaekit.config import to_dict
     from vaekit.models import MODELS, model_config
     from vaekit.models.base import DataFacts
@@ -57,6 +77,7 @@ def tiny_settings(name: str) -> dict:
         settings = {"base_settings": TINY, "stages": stages}
     else:
         settings = dict(TINY)
-    filled = entry.model_class.settings_from_data(model_config(name, settings), DataFacts(1000, 100))
+    settings.update(overrides or {})
+    filled = entry.model_class.settings_from_data(model_config(name, settings), DataFacts(1000, 100, classes=4))
     return {**settings, **{k: v for k, v in to_dict(filled).items()
-                           if k in ("dataset_size", "steps_per_epoch", "base_settings")}}
+                           if k in ("dataset_size", "steps_per_epoch", "base_settings", "classes")}}

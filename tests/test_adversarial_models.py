@@ -437,3 +437,44 @@ def test_introvae_report_ignores_generated_kls_during_pretraining():
     assert any("kl/real reached 1e+06" in n for n in model.report_notes(rows))
     late = [*rows[1:], {"step": 60, "kl/real": 30.0, "kl/rec": 1.37e9, "kl/sample": 38.0}]
     assert any("kl/rec reached 1.37e+09 nats (logged at step 60)" in n for n in model.report_notes(late))
+
+
+def test_cvae_gan_groups_get_the_gradients_of_the_seeds_losses_written_out():
+    """Sec. 3.2, with D a (k + 1)-class softmax and y_fake = k:
+    L_D = CE(D(x), y) + CE(D(Dec(z, y)), y_fake) + CE(D(Dec(Enc(x, y), y)), y_fake), fakes detached;
+    the generator's CE(D(Dec(z, y)), y) + CE(D(Dec(Enc(x, y), y)), y) in the decoder's loss beside
+    gamma L_llike; the encoder's beta KL + L_llike. Each group's gradient from its own loss only."""
+    k = 4
+    model = make("cvae_gan", classes=k, norm="none", discriminator_norm="none", gamma=2.0, beta=3.0)
+    x, labels = images(8), torch.arange(8) % k
+    torch.manual_seed(2)
+    terms = model.loss(Batch(x, labels))
+
+    torch.manual_seed(2)  # the model's draws: z = mu + sigma * eps, then z_p ~ N(0, I)
+    onehot = F.one_hot(labels, k).float()
+    mu, logvar = model.encoder(torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *SHAPE[1:])], 1)).chunk(2, 1)
+    z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+    z_p = torch.randn_like(z)
+    x_tilde = torch.sigmoid(model.decoder(torch.cat([z, onehot], 1)))
+    x_p = torch.sigmoid(model.decoder(torch.cat([z_p, onehot], 1)))
+    D = model.discriminator
+    fake = torch.full_like(labels, k)
+    ce = lambda logits, target: F.cross_entropy(logits, target, reduction="none")  # noqa: E731
+    loss_d = (ce(D(x), labels) + ce(D(x_p.detach()), fake) + ce(D(x_tilde.detach()), fake)).mean()
+    _, real_maps = D.forward_with_features(x)
+    _, tilde_maps = D.forward_with_features(x_tilde)
+    llike = 0.5 * (tilde_maps[-1] - real_maps[-1].detach()).pow(2).flatten(1).sum(1)
+    gan = ce(D(x_p), labels) + ce(D(x_tilde), labels)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+    by_hand = {"loss/discriminator": loss_d, "loss/decoder": (2.0 * llike + gan).mean(),
+               "loss/encoder": (3.0 * kl + llike).mean()}
+    for group, params in model.optim_groups().items():
+        got = torch.autograd.grad(terms[group], params, retain_graph=True)
+        want = torch.autograd.grad(by_hand[group], params, retain_graph=True)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # the discriminator's loss reaches neither encoder nor decoder
+    leaks = torch.autograd.grad(terms["loss/discriminator"], [*model.encoder.parameters(), *model.decoder.parameters()],
+                                allow_unused=True, retain_graph=True)
+    assert all(g is None or not g.abs().any() for g in leaks)
+    assert model.discriminator.head.out_features == k + 1

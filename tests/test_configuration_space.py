@@ -1,5 +1,5 @@
-"""The configuration space: every registered model, and every model as the base of each multi-stage
-model, on every image shape the toolkit supports, through the front door a user takes: `train_run`
+"""The configuration space: every registered model (and the conditional VARIANTS of conftest), and
+every model as the base of each multi-stage model, on every image shape the toolkit supports, through the front door a user takes: `train_run`
 (settings resolved by name, settings from the data, two steps, checkpoint, final evaluation, pictures,
 report), then `load_run` + `evaluate_run` (what `vaekit evaluate` runs) at awkward image counts.
 A new model joins by being registered."""
@@ -13,11 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, tiny_settings
+from conftest import TINY, VARIANTS, tiny_settings
 from vaekit.config import to_dict
 from vaekit.errors import ConfigError
 from vaekit.models import MODELS
 from vaekit.models.multistage import MultiStageVAE
+from vaekit.conditioning import side_information_for_samples
 from vaekit.runs import EvaluationOptions, evaluate_run, load_run, load_split, resolve_config, train_run
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 64, 64)]
@@ -34,39 +35,41 @@ def _refinable(name: str) -> bool:
     return MODELS[name].model_class.loss_and_output is not GenerativeModel.loss_and_output
 
 
-CASES = [(name, None) for name in MODELS] + [(ms, base) for ms in MULTISTAGE for base in SINGLE]
+CASES = [(name, None, {}) for name in MODELS] + [(name, None, over) for name, over in VARIANTS.values()] \
+    + [(ms, base, {}) for ms in MULTISTAGE for base in SINGLE]
 
 
 @pytest.fixture(scope="module")
 def image_roots(tmp_path_factory):
-    """An image folder per shape: train/ 24 and test/ 9 smooth random images (PNG)."""
+    """An image folder per shape: train/ 24 and test/ 9 smooth random images (PNG) in two class folders."""
     from conftest import blob_images
 
     roots = {}
     for c, h, w in SHAPES:
         root = tmp_path_factory.mktemp(f"images{c}x{h}")
         for split, n, seed in (("train", 24, 0), ("test", 9, 1)):
-            (root / split).mkdir()
+            for label in ("a", "b"):
+                (root / split / label).mkdir(parents=True)
             images = blob_images(n, h, c, seed)
             for i, img in enumerate(images):
                 array = img.permute(1, 2, 0).squeeze(-1).numpy()
-                Image.fromarray(array, "L" if c == 1 else "RGB").save(root / split / f"{i:03d}.png")
+                Image.fromarray(array, "L" if c == 1 else "RGB").save(root / split / "ab"[i % 2] / f"{i:03d}.png")
         roots[(c, h, w)] = root
     return roots
 
 
-def _settings(name: str, base: str | None) -> dict:
+def _settings(name: str, base: str | None, over: dict | None = None) -> dict:
     if base is None:
-        return tiny_settings(name)
+        return tiny_settings(name, over)
     settings = tiny_settings(name)
-    base_tiny = {k: v for k, v in tiny_settings(base).items() if k not in ("dataset_size", "steps_per_epoch")}
+    base_tiny = {k: v for k, v in tiny_settings(base).items() if k not in ("dataset_size", "steps_per_epoch", "classes")}
     return {**settings, "base": base, "base_settings": {**base_tiny, **{k: v for k, v in TINY.items()}}}
 
 
-def _config(name, base, shape, root):
-    model = {k: v for k, v in _settings(name, base).items()}
-    model.pop("dataset_size", None)  # the run fills what the model takes from the data
-    model.pop("steps_per_epoch", None)
+def _config(name, base, shape, root, over=None):
+    model = {k: v for k, v in _settings(name, base, over).items()}
+    for derived in ("dataset_size", "steps_per_epoch", "classes"):  # the run fills what the model takes from the data
+        model.pop(derived, None)
     tree = {"model": model,
             "data": {"name": "image-folder", "root": str(root), "size": shape[1], "channels": shape[0]},
             "train": {"steps": 2, "batch_size": 4, "eval_every": 0, "checkpoint_every": 2, "log_every": 1}}
@@ -79,14 +82,14 @@ def _finite_numbers(result: dict) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name,base", CASES, ids=lambda v: str(v))
-def test_every_model_trains_evaluates_and_reloads_on_every_shape(name, base, shape, image_roots, tmp_path):
+@pytest.mark.parametrize("name,base,over", CASES, ids=lambda v: str(v))
+def test_every_model_trains_evaluates_and_reloads_on_every_shape(name, base, over, shape, image_roots, tmp_path):
     if base is not None and not _refinable(base):  # declared, not discovered at run time: refused by name
         with pytest.raises(ConfigError, match="refine stages"):
             train_run(_config(name, base, shape, image_roots[shape]), tmp_path / "run", progress=False)
         assert not (tmp_path / "run").exists()
         return
-    cfg = _config(name, base, shape, image_roots[shape])
+    cfg = _config(name, base, shape, image_roots[shape], over)
     out = tmp_path / "run"
     result = train_run(cfg, out, progress=False, final_iw_samples=2, final_iw_images=3)
     for key in ("report.md", "evaluation.json", "config.json", "samples.png", "reconstructions.png"):
@@ -102,9 +105,15 @@ def test_every_model_trains_evaluates_and_reloads_on_every_shape(name, base, sha
         assert value == result[key], key
     assert set(_finite_numbers(again)) <= set(result)
     torch.manual_seed(0)
-    z = model.prior_sample(3)
+    y = side_information_for_samples(model, test, 0, 3)
+    z = model.prior_sample(3, y)
     _, other, _ = load_run(out)
-    torch.testing.assert_close(model.decode(z), other.decode(z), rtol=0, atol=0)
+    torch.testing.assert_close(model.decode(z, y), other.decode(z, y), rtol=0, atol=0)
+    if model.condition == "label":
+        assert (out / "classes.png").exists() and (out / "style_transfer.png").exists()
+    elif model.condition != "none" and base is None:
+        keep = "left" if model.condition == "half" else model.condition
+        assert (out / "completions.png").exists() and f"completion/{keep}/mse" in result
 
     # awkward image counts through vaekit evaluate's path, sample quality included
     for count in COUNTS:

@@ -42,3 +42,37 @@ def test_reparameterised_sample_carries_gradient_and_right_moments():
     torch.testing.assert_close(z.std(0), torch.tensor([[2.0, 0.5]]), atol=0.02, rtol=0.01)
     z.sum().backward()
     assert mu.grad is not None and torch.all(mu.grad == 100_000)
+
+
+def test_kl_to_a_diagonal_gaussian_prior_matches_torch_distributions():
+    """KL(q || p) in closed form against a learned prior p(z|y) = N(mu_p, diag exp(logvar_p))."""
+    from torch.distributions import Normal, kl_divergence
+
+    from vaekit.distributions import DiagonalGaussian, StandardNormal
+
+    g = torch.Generator().manual_seed(0)
+    mu_q, lv_q, mu_p, lv_p = (torch.randn(5, 7, generator=g) for _ in range(4))
+    q, p = DiagonalGaussian(mu_q, lv_q), DiagonalGaussian(mu_p, lv_p)
+    expected = kl_divergence(Normal(mu_q, (0.5 * lv_q).exp()), Normal(mu_p, (0.5 * lv_p).exp()))
+    torch.testing.assert_close(q.kl_per_dim(p), expected)
+    torch.testing.assert_close(q.kl(p), expected.sum(1))
+    standard = kl_divergence(Normal(mu_q, (0.5 * lv_q).exp()), Normal(torch.zeros(5, 7), torch.ones(5, 7))).sum(1)
+    torch.testing.assert_close(q.kl(StandardNormal(5, 7)), standard)
+    torch.testing.assert_close(q.kl(), standard)
+
+
+def test_a_cvaes_kl_term_is_the_kl_to_its_learned_prior():
+    from conftest import tiny_settings
+    from vaekit.models import Batch, build_model, model_config
+
+    torch.manual_seed(0)
+    model = build_model("cvae", model_config("cvae", tiny_settings("cvae", {"prior": "learned"})), (1, 16, 16))
+    torch.nn.init.normal_(model.side.prior_net[-1].weight)
+    model.eval()
+    b = Batch(torch.rand(6, 1, 16, 16), torch.arange(6) % 4)
+    terms = model.loss(b)
+    y = model.side_information(b)
+    q, p = model.encode(b.x, y), model.prior(y, 6)
+    expected = kl_divergence(Normal(q.mu, q.std), Normal(p.mu, p.std)).sum(1).mean()
+    torch.testing.assert_close(terms["kl"], expected)
+    assert float(terms["kl"].detach()) > float(q.kl().mean()) + 1  # not the KL to N(0, I)

@@ -2,6 +2,8 @@
 uniform sample."""
 
 import numpy as np
+import math
+
 import pytest
 import torch
 
@@ -147,7 +149,7 @@ def test_iwae_decodes_at_most_images_per_call_whatever_k_and_the_batch():
     model = _vae()
     seen = []
     original = model.log_likelihood
-    model.log_likelihood = lambda x, z: (seen.append(len(x)), original(x, z))[1]
+    model.log_likelihood = lambda x, z, *rest: (seen.append(len(x)), original(x, z, *rest))[1]
     x = blob_images(7, 16).float() / 255
     log_w = log_importance_weights(model, x, 50, images_per_call=12)
     assert log_w.shape == (50, 7) and torch.isfinite(log_w).all()
@@ -167,3 +169,32 @@ def test_evaluation_batches_are_even_and_small_tc_batches_report_no_minibatch_te
     big = ImageDataset("blobs", "test", blob_images(129), None, None, "memory")
     full = evaluate_model(model, big, batch_size=128)  # two batches of 65 and 64, not 128 + 1
     assert "test/tc/tc" in full and "test/loss" in full
+
+
+def test_the_iwae_bound_uses_the_models_own_importance_weights_and_prior():
+    """The model owns the weights (a model with another posterior supplies its own) and its prior: a
+    CVAE's bound is on log p(x|y), with p(z|y) from its prior network."""
+    from conftest import tiny_settings
+    from vaekit.models import Batch
+
+    torch.manual_seed(0)
+    model = build_model("cvae", model_config("cvae", tiny_settings("cvae", {"prior": "learned"})), (1, 16, 16))
+    torch.nn.init.normal_(model.side.prior_net[-1].weight)  # a prior far from N(0, I)
+    data = ImageDataset("blobs", "test", blob_images(6), torch.arange(6) % 4, list("abcd"), "memory")
+    x = data.batch(torch.arange(6))
+    model.eval()
+    y = model.side_information(Batch(x, data.labels))
+    torch.manual_seed(1)
+    log_w = log_importance_weights(model, x, 1, y)  # (1, B)
+    torch.manual_seed(1)
+    q = model.encode(x, y)
+    z = q.sample(1)[0]
+    prior = model.prior(y, 6)
+    by_hand = model.log_likelihood(x, z, y) + prior.log_prob(z) - q.log_prob(z)
+    torch.testing.assert_close(log_w[0], by_hand)
+    standard = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+    assert not torch.allclose(prior.log_prob(z), standard)  # the learned prior, not N(0, I), is in the weights
+
+    model.log_importance_weights = lambda x, k, y=None, **kw: torch.full((k, len(x)), -7.0)
+    result = evaluate_model(model, data, iw_samples=3)
+    assert result["test/iwae_nll"] == pytest.approx(7.0)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from conftest import tiny_settings
+from conftest import case_id, model_cases, tiny_settings
+from vaekit.distributions import DiagonalGaussian
 from vaekit.models import MODELS, Batch, build_model, model_config
 from vaekit.models.multistage import MultiStageVAE
 from vaekit.train.checkpoint import load_model_weights, save_checkpoint
@@ -11,9 +12,17 @@ from vaekit.train.checkpoint import load_model_weights, save_checkpoint
 SHAPE = (1, 16, 16)
 
 
+CASES = model_cases()
+
+
 def tiny(name, **over):
     torch.manual_seed(0)
-    return build_model(name, model_config(name, {**tiny_settings(name), **over}), SHAPE)
+    return build_model(name, model_config(name, {**tiny_settings(name, over), **over}), SHAPE)
+
+
+def tiny_case(case):
+    name, over = case
+    return tiny(name, **over)
 
 
 def batch(n=6, seed=0):
@@ -21,9 +30,9 @@ def batch(n=6, seed=0):
     return Batch(torch.rand(n, *SHAPE, generator=g), torch.arange(n) % 3)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_terms_are_finite_scalars_and_groups_have_their_loss(name):
-    model = tiny(name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_terms_are_finite_scalars_and_groups_have_their_loss(case):
+    model = tiny_case(case)
     b = batch()
     seen = set()
     for index, phase in enumerate(model.update_phases()):
@@ -37,46 +46,83 @@ def test_terms_are_finite_scalars_and_groups_have_their_loss(name):
     assert seen == set(groups) and all(len(params) > 0 for params in groups.values())
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_shapes_of_the_contract(name):
-    model = tiny(name).eval()
-    x = batch().x
-    assert model.reconstruct(x).shape == x.shape
-    assert model.sample(5).shape == (5, *SHAPE)
-    z = model.latent_code(x)
-    assert model.decode(z).shape == x.shape
-    stages = model.decode_stages(z)  # single-stage: {"output"}; multi-stage: coarse, refine1, ..., one per stage
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_trainable_parameter_is_in_exactly_one_group(case):
+    model = tiny_case(case)
+    grouped = [id(p) for params in model.optim_groups().values() for p in params]
+    assert len(grouped) == len(set(grouped))
+    assert set(grouped) == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_shapes_of_the_contract(case):
+    model = tiny_case(case).eval()
+    b = batch()
+    x, y = b.x, model.side_information(b)
+    assert (y is None) == (model.condition == "none")
+    assert model.reconstruct(x, y).shape == x.shape
+    assert model.sample(6, y).shape == (6, *SHAPE)
+    z = model.latent_code(x, y)
+    assert model.decode(z, y).shape == x.shape
+    prior = model.prior(y, 6)
+    assert isinstance(prior, DiagonalGaussian) and prior.mu.shape == z.shape
+    assert model.prior_sample(6, y).shape == z.shape
+    stages = model.decode_stages(z, y)  # single-stage: {"output"}; multi-stage: coarse, refine1, ..., one per stage
     names = ["coarse", *(f"refine{i + 1}" for i in range(len(model.config.stages)))] \
         if isinstance(model, MultiStageVAE) else ["output"]
     assert list(stages) == names
-    assert torch.equal(stages[names[-1]], model.decode(z))  # the last stage is the model's output
+    assert torch.equal(stages[names[-1]], model.decode(z, y))  # the last stage is the model's output
     for image in stages.values():
         assert image.shape[:2] == x.shape[:2] and image.min() >= 0 and image.max() <= 1
-    out = model.sample(5)
+    out = model.sample(6, y)
     assert out.min() >= 0 and out.max() <= 1
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_save_load_gives_identical_outputs(name, tmp_path):
-    model = tiny(name)
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("cvae", "cvae_gan") or c[1].get("condition")],
+                         ids=case_id)
+def test_side_information_reaches_encoder_decoder_and_learned_prior(case):
+    model = tiny_case(case)
+    terms = model.loss(batch())
+    sum(terms[k] for k in model.optim_groups()).backward()  # one step away from the prior net's N(0, I) start
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.eval()
+    b1, b2 = batch(), batch(seed=1)
+    b2 = Batch(b2.x, (b1.y + 1) % 3)  # other labels, other pixels
+    y1, y2 = model.side_information(b1), model.side_information(Batch(b2.x, b2.y))
+    z = model.prior_sample(6, y1)
+    assert not torch.allclose(model.decode(z, y1), model.decode(z, y2))
+    assert not torch.allclose(model.latent_code(b1.x, y1), model.latent_code(b1.x, y2))
+    prior1, prior2 = model.prior(y1, 6), model.prior(y2, 6)
+    if model.config.prior == "learned":  # trained one step away from its N(0, I) start
+        assert not torch.allclose(prior1.mu, prior2.mu)
+    else:
+        assert torch.equal(prior1.mu, torch.zeros_like(prior1.mu))
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_save_load_gives_identical_outputs(case, tmp_path):
+    model = tiny_case(case)
     model.loss(batch())  # move batch-norm running statistics away from their initial values
     model.eval()
     save_checkpoint(tmp_path, 1, model, {})
-    other = tiny(name)
+    other = tiny_case(case)
     load_model_weights(tmp_path / "checkpoints" / "step-00000001", other)
     other.eval()
-    x = batch(seed=3).x
-    assert torch.equal(model.reconstruct(x), other.reconstruct(x))
+    b = batch(seed=3)
+    y = model.side_information(b)
+    assert torch.equal(model.reconstruct(b.x, y), other.reconstruct(b.x, y))
     torch.manual_seed(5)
-    a = model.sample(3)
+    a = model.sample(3, None if y is None else y[:3])
     torch.manual_seed(5)
-    assert torch.equal(a, other.sample(3))
+    assert torch.equal(a, other.sample(3, None if y is None else y[:3]))
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_determinism_under_a_seed(name):
-    t1 = tiny(name).loss(batch())
-    t2 = tiny(name).loss(batch())
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_determinism_under_a_seed(case):
+    torch.manual_seed(0)
+    t1 = tiny_case(case).loss(batch())
+    torch.manual_seed(0)
+    t2 = tiny_case(case).loss(batch())
     for k in t1:
         assert torch.equal(t1[k], t2[k]), k
 
@@ -103,7 +149,8 @@ def test_golden_losses_at_seed_0():
     """Stored numbers so that a silent change of the maths or the architecture shows up."""
     golden = {"vae": 180.9516, "ae": 181.2201, "beta_vae": 183.4746, "msvae": 247.6933, "residual_vae": 180.9516,
               "btcvae": 181.5793}
-    golden.update({"introvae": 144.6042, "vaegan": 45.6261})  # their loss/encoder
+    golden.update({"introvae": 144.6042, "vaegan": 45.6261, "cvae_gan": 44.6454})  # their loss/encoder
+    golden["cvae"] = 184.8198
     for name, value in golden.items():
         model = tiny(name)
         torch.manual_seed(0)
@@ -112,19 +159,22 @@ def test_golden_losses_at_seed_0():
         assert got == pytest.approx(value, abs=1e-3), (name, got)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_sample_and_reconstruct_run_in_eval_mode_whatever_the_mode(name):
-    model = tiny(name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_sample_and_reconstruct_run_in_eval_mode_whatever_the_mode(case):
+    model = tiny_case(case)
     model.loss(batch())  # batch-norm statistics away from their initial values
-    x = batch(seed=4).x
+    b = batch(seed=4, n=4)
+    x = b.x
     model.eval()
+    torch.manual_seed(3)
+    y = model.side_information(b)
     torch.manual_seed(2)
-    ref_sample, ref_recon = model.sample(4), model.reconstruct(x)
+    ref_sample, ref_recon = model.sample(4, y), model.reconstruct(x, y)
     model.train()
     stats = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(2)
-    assert torch.equal(model.sample(4), ref_sample)
-    assert torch.equal(model.reconstruct(x), ref_recon)
+    assert torch.equal(model.sample(4, y), ref_sample)
+    assert torch.equal(model.reconstruct(x, y), ref_recon)
     assert model.training  # the mode is restored
     for k, v in model.state_dict().items():
         assert torch.equal(v, stats[k]), f"{k} changed by inference"

@@ -1,6 +1,7 @@
-"""The diagonal-Gaussian posterior q(z|x) = N(mu, diag(exp(logvar))) and the standard-normal prior.
+"""The diagonal Gaussian of posteriors q(z|x) and priors p(z|y), and the standard-normal prior.
 
-One home for the reparameterisation trick and the Gaussian KL (Kingma & Welling 2014, appendix B).
+One home for the reparameterisation trick and the Gaussian KL (Kingma & Welling 2014, appendix B),
+against N(0, I) or against any diagonal-Gaussian prior (a CVAE's learned p(z|y), Sohn et al. 2015).
 Reduction convention of the whole toolkit: sum over latent dimensions, one value per example, nats.
 """
 
@@ -47,13 +48,25 @@ class DiagonalGaussian:
         log_density = -0.5 * ((z - self.mu).pow(2) * torch.exp(-self.logvar) + self.logvar + LOG_2PI)
         return log_density.flatten(-dims).sum(-1)
 
-    def kl_per_dim(self) -> Tensor:
-        """Closed-form KL(q || N(0, I)) for each latent dimension. (B, D)"""
-        return 0.5 * (self.mu.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
+    def kl_per_dim(self, prior: "DiagonalGaussian | None" = None) -> Tensor:
+        """Closed-form KL(q || p) for each latent dimension, p = `prior` or N(0, I). (B, D)
+        KL = 1/2 [logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1]."""
+        if prior is None or isinstance(prior, StandardNormal):
+            return 0.5 * (self.mu.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
+        return 0.5 * (prior.logvar - self.logvar + (self.logvar.exp() + (self.mu - prior.mu).pow(2))
+                      * torch.exp(-prior.logvar) - 1.0)
 
-    def kl(self) -> Tensor:
-        """Closed-form KL(q || N(0, I)), summed over latent dimensions. (B,) — always >= 0."""
-        return self.kl_per_dim().flatten(1).sum(1)
+    def kl(self, prior: "DiagonalGaussian | None" = None) -> Tensor:
+        """Closed-form KL(q || p), p = `prior` or N(0, I), summed over latent dimensions. (B,) — >= 0."""
+        return self.kl_per_dim(prior).flatten(1).sum(1)
 
     def detach(self) -> "DiagonalGaussian":
         return DiagonalGaussian(self.mu.detach(), self.logvar.detach())
+
+
+class StandardNormal(DiagonalGaussian):
+    """N(0, I) for a batch of n codes of `dim` dimensions: the unconditional prior p(z)."""
+
+    def __init__(self, n: int, dim: int, device=None):
+        zeros = torch.zeros(n, dim, device=device)
+        super().__init__(zeros, zeros)

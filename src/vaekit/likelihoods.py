@@ -19,14 +19,16 @@ from .precision import full_precision
 LIKELIHOODS = ("bernoulli", "gaussian", "laplace")
 
 
-def _per_image_sum(t: Tensor) -> Tensor:
-    return t.flatten(1).sum(1)
+def _per_image_sum(t: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Sum over pixels and channels; with `mask` (broadcastable to t), of the pixels where it is 1."""
+    return (t if mask is None else t * mask).flatten(1).sum(1)
 
 
 class Likelihood(nn.Module):
-    """Base: `log_prob(params, x) -> (B,)`, `mean(params) -> (B, C, H, W)` in [0, 1]."""
+    """Base: `log_prob(params, x, mask=None) -> (B,)` (of the pixels where `mask` is 1, if given: the
+    observed part when completing an image), `mean(params) -> (B, C, H, W)` in [0, 1]."""
 
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:  # pragma: no cover - interface
+    def log_prob(self, params: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
     def mean(self, params: Tensor) -> Tensor:  # pragma: no cover - interface
@@ -37,8 +39,8 @@ class Bernoulli(Likelihood):
     """p(x|z) = prod Bern(x; sigmoid(logits)). Grey levels are used as soft targets, as is usual
     for (Fashion-)MNIST; the value is then a cross-entropy, not a normalised density."""
 
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        return -_per_image_sum(F.binary_cross_entropy_with_logits(full_precision(params), x, reduction="none"))
+    def log_prob(self, params: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return -_per_image_sum(F.binary_cross_entropy_with_logits(full_precision(params), x, reduction="none"), mask)
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(full_precision(params))
@@ -65,21 +67,21 @@ class _LocationScale(Likelihood):
 class Gaussian(_LocationScale):
     """p(x|z) = prod N(x; mu, sigma^2)."""
 
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+    def log_prob(self, params: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:
         mu = torch.sigmoid(full_precision(params))
         log_sigma = self.log_scale
         lp = -0.5 * (x - mu).pow(2) * torch.exp(-2.0 * log_sigma) - log_sigma - 0.5 * math.log(2 * math.pi)
-        return _per_image_sum(lp)
+        return _per_image_sum(lp, mask)
 
 
 class Laplace(_LocationScale):
     """p(x|z) = prod Laplace(x; mu, b)."""
 
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+    def log_prob(self, params: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:
         mu = torch.sigmoid(full_precision(params))
         log_b = self.log_scale
         lp = -(x - mu).abs() * torch.exp(-log_b) - log_b - math.log(2.0)
-        return _per_image_sum(lp)
+        return _per_image_sum(lp, mask)
 
 
 _BUILDERS = {

@@ -26,16 +26,18 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .conditioning import HALVES, data_classes, side_information_for_samples
 from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml,
                      run_config_to_dict, to_toml)
 from .data import fixed_sample, load_dataset
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError
+from .metrics.evaluate import evaluate_completion
 from .metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model,
                       evaluate_samples)
 from .metrics.likelihood import IMAGES_PER_CALL
 from .models import GenerativeModel, build_model, get_entry, model_config
-from .models.base import DataFacts, inference
+from .models.base import Batch, DataFacts, inference
 from .train import RunLock, Trainer, latest_checkpoint
 from .train.trainer import truncate_jsonl
 from .train.checkpoint import checkpoint_step, load_model_weights, write_json_atomic, write_text_atomic
@@ -48,8 +50,7 @@ from .viz import plot_curves, plot_panels, save_grid
 def resolve_config(model_name: str, config_file: str | None = None, overrides: list[str] = (),
                    base: dict | None = None) -> RunConfig:
     """preset < config file < `base` (CLI shortcuts such as --steps) < `--set` overrides."""
-    get_entry(model_name)
-    tree: dict = {"model": {}, "data": {}, "train": {}}
+    tree: dict = {"model": {}, "data": {}, "train": dict(get_entry(model_name).train)}
     if config_file:
         loaded = load_toml(config_file)
         if loaded.pop("model_name", model_name).replace("-", "_") != model_name.replace("-", "_"):
@@ -144,6 +145,9 @@ class EvaluationOptions:
     pairs: int = 10_000  # sample pairs for MS-SSIM diversity
     feature_net: str | None = None  # a feature network file; None = the dataset's cached one
     inception: str | None = None  # local FID-Inception weights (safetensors)
+    completion: str = "auto"  # left | right | top | bottom: complete that half kept; off; auto: the half a
+    #                           CVAE conditioned on an image part was trained on, off for other models
+    completion_images: int = 1000
     progress: bool = True
 
     def __post_init__(self):
@@ -161,6 +165,9 @@ class EvaluationOptions:
             fail_unless(getattr(self, name) in DECOMPOSITION_MODES,
                         f"--{name.replace('_', '-')} must be fast, full or off, got {getattr(self, name)!r}")
         fail_unless(not self.inception or self.samples, "--inception needs samples to score; drop --samples 0")
+        fail_unless(self.completion in ("auto", "off", *HALVES),
+                    f"--completion must be auto, off or one of {', '.join(HALVES)}, got {self.completion!r}")
+        fail_unless(self.completion_images >= 1, f"--completion-images must be >= 1, got {self.completion_images}")
         for flag, path in (("--feature-net", self.feature_net), ("--inception", self.inception)):
             fail_unless(path is None or Path(path).is_file(),
                         f"{flag} {path}: no such file (vaekit reads it, never writes it; omit {flag} for the default)")
@@ -177,6 +184,13 @@ def evaluate_run(model: GenerativeModel, train_data, test_data, options: Evaluat
                             max_images=o.images, batch_size=o.batch_size, seed=o.seed, progress=o.progress)
     result.update(evaluate_disentanglement(model, train_data, o.disentanglement, seed=o.seed, progress=o.progress))
     result.update(evaluate_kl_decomposition(model, train_data, o.kl_decomposition, seed=o.seed, progress=o.progress))
+    keep = o.completion
+    if keep == "auto":
+        keep = {"none": "off", "label": "off", "half": "left"}.get(model.condition, model.condition)
+    if keep != "off":
+        result.update(evaluate_completion(model, test_data, train_mean, keep, images=o.completion_images,
+                                          batch_size=min(o.batch_size, IMAGES_PER_CALL), seed=o.seed,
+                                          progress=o.progress))
     if o.samples:
         result.update(evaluate_samples(model, train_data, test_data, samples=o.samples, pairs=o.pairs,
                                        feature_net_path=o.feature_net, inception_path=o.inception, seed=o.seed,
@@ -232,7 +246,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     if len(test_data) < 2:  # sample-quality and diversity metrics compare pairs of test images
         raise ConfigError(f"the test split of {test_data.source} has {len(test_data)} image; evaluation needs at "
                           "least 2, so add test images")
-    cfg = _fill_from_data(cfg, len(train_data))
+    cfg = _fill_from_data(cfg, len(train_data), data_classes(train_data))
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
 
@@ -255,6 +269,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
         _refuse_if_not_empty(out)
     saved = {**run_config_to_dict(cfg), "image_shape": list(train_data.image_shape),
              "data_source": train_data.source, "train_images": len(train_data), "test_images": len(test_data),
+             "classes": data_classes(train_data),
              "vaekit_version": __version__, "torch_version": torch.__version__}
     write_json_atomic(out / "config.json", saved)
     write_text_atomic(out / "config.toml", to_toml(run_config_to_dict(cfg)))
@@ -264,7 +279,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
 
     options = EvaluationOptions(iw_samples=final_iw_samples, iw_images=final_iw_images,
                                 images=cfg.train.final_eval_images or None, seed=cfg.train.seed, samples=0,
-                                progress=progress)
+                                completion_images=min(1000, cfg.train.final_eval_images or 1000), progress=progress)
     result = evaluate_run(model, train_data, test_data, options, train_mean=train_mean)
     result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
@@ -278,9 +293,10 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     return result
 
 
-def _fill_from_data(cfg: RunConfig, train_images: int) -> RunConfig:
+def _fill_from_data(cfg: RunConfig, train_images: int, classes: int) -> RunConfig:
     """The model settings the model takes from the data (`settings_from_data`), in one place."""
-    facts = DataFacts(train_images=train_images, steps_per_epoch=train_images // cfg.train.batch_size)
+    facts = DataFacts(train_images=train_images, steps_per_epoch=train_images // cfg.train.batch_size,
+                      classes=classes)
     model = get_entry(cfg.model_name).model_class.settings_from_data(cfg.model, facts)
     return dataclasses.replace(cfg, model=model)
 
@@ -291,7 +307,8 @@ def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
     if requested.model_name != saved.model_name:
         raise ConfigError(f"{out} trains {saved.model_name!r}, not {requested.model_name!r}")
     if "train_images" in tree:  # what the saved run derived from its data, derived again to compare
-        derived = _fill_from_data(dataclasses.replace(requested, train=saved.train), int(tree["train_images"]))
+        derived = _fill_from_data(dataclasses.replace(requested, train=saved.train), int(tree["train_images"]),
+                                  int(tree.get("classes", 0)))
         requested = dataclasses.replace(requested, model=derived.model)
     for section in ("model", "data"):
         if getattr(requested, section) != getattr(saved, section):
@@ -301,13 +318,20 @@ def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
 
 # --- pictures and report -------------------------------------------------------------------
 
+def side_of(model: GenerativeModel, x: torch.Tensor, labels: torch.Tensor | None):
+    """The side information of images x with their labels (None for an unconditional model)."""
+    return model.side_information(Batch(x, None if labels is None else labels.to(x.device)))
+
+
 @inference  # eval mode, no gradients, the model's mode restored after
-def reconstruction_rows(model: GenerativeModel, x: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+def reconstruction_rows(model: GenerativeModel, x: torch.Tensor,
+                        labels: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
     """Inputs, then one row per output stage of the model (coarse, refine1, ... like Cai et al.'s
     figures 6-7); stages at a lower resolution are enlarged to the input's size for display.
-    -> ((rows * n), C, H, W), row names"""
+    A conditional model is given the images' side information. -> ((rows * n), C, H, W), row names"""
     x = x.to(model.device)
-    grid, names = stage_rows(model.decode_stages(model.latent_code(x)), size=x.shape[-2:])
+    y = side_of(model, x, labels)
+    grid, names = stage_rows(model.decode_stages(model.latent_code(x, y), y), size=x.shape[-2:])
     return torch.cat([x, grid]), ["input", *names]
 
 
@@ -319,32 +343,48 @@ def stage_rows(stages: dict[str, torch.Tensor], size=None) -> tuple[torch.Tensor
     return torch.cat(rows), list(stages)
 
 
+def _lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """(P, ...) and (P, ...) -> (P * steps, ...): (1-t) a + t b for t in [0, 1]."""
+    t = torch.linspace(0, 1, steps, device=a.device).view(1, steps, *([1] * (a.dim() - 1)))
+    return ((1 - t) * a.unsqueeze(1) + t * b.unsqueeze(1)).flatten(0, 1)
+
+
 @inference  # eval mode, no gradients, the model's mode restored after
-def interpolation_grid(model: GenerativeModel, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
-    """Each row: input a, decodes of (1-t) z_a + t z_b for t in [0, 1], input b."""
+def interpolation_grid(model: GenerativeModel, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10,
+                       labels_a: torch.Tensor | None = None, labels_b: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row: input a, decodes of (1-t) z_a + t z_b for t in [0, 1], input b; a conditional model's
+    side information is interpolated alike (one-hot labels blend from a's class to b's)."""
     x_a, x_b = x_a.to(model.device), x_b.to(model.device)
-    z_a, z_b = model.latent_code(x_a), model.latent_code(x_b)  # (P, D)
-    t = torch.linspace(0, 1, steps, device=model.device).view(1, steps, *([1] * (z_a.dim() - 1)))
-    z = (1 - t) * z_a.unsqueeze(1) + t * z_b.unsqueeze(1)  # (P, steps, D)
-    decoded = model.decode(z.flatten(0, 1)).view(x_a.shape[0], steps, *x_a.shape[1:])
+    y_a, y_b = side_of(model, x_a, labels_a), side_of(model, x_b, labels_b)
+    z_a, z_b = model.latent_code(x_a, y_a), model.latent_code(x_b, y_b)  # (P, D)
+    y = None if y_a is None else _lerp(y_a, y_b, steps)
+    decoded = model.decode(_lerp(z_a, z_b, steps), y).view(x_a.shape[0], steps, *x_a.shape[1:])
     return torch.cat([x_a.unsqueeze(1), decoded, x_b.unsqueeze(1)], 1).flatten(0, 1)
 
 
 @inference  # eval mode, no gradients, the model's mode restored after
 def traversal_grid(model: GenerativeModel, x_ref: torch.Tensor, x_kl: torch.Tensor, steps: int = 9,
-                   span: float = 3.0, dims: int | None = None) -> tuple[torch.Tensor, list[int], torch.Tensor]:
-    """Latent traversals: one row per latent dimension, ordered by its mean KL on `x_kl` (most used
-    first), each sweeping that dimension over [-span, span] (prior standard deviations) with the
-    others fixed at the code of `x_ref` (1 image). -> (rows * steps, C, H, W), dims, KL per dim"""
-    q = model.encode(x_kl.to(model.device))
-    kl = q.kl_per_dim().mean(0).flatten()  # (D,)
+                   span: float = 3.0, dims: int | None = None, labels_ref: torch.Tensor | None = None,
+                   labels_kl: torch.Tensor | None = None) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+    """Latent traversals: one row per latent dimension, ordered by its mean KL(q || p(z|y)) on `x_kl`
+    (most used first), each sweeping that dimension over [-span, span] standard deviations of the
+    prior p(z|y) around its mean, with the others fixed at the code of `x_ref` (1 image).
+    -> (rows * steps, C, H, W), dims, KL per dim"""
+    x_kl = x_kl.to(model.device)
+    y_kl = side_of(model, x_kl, labels_kl)
+    q = model.encode(x_kl, y_kl)
+    kl = q.kl_per_dim(model.prior(y_kl, len(x_kl))).mean(0).flatten()  # (D,)
     order = torch.argsort(kl, descending=True)[: dims or kl.numel()]
-    base = model.latent_code(x_ref[:1].to(model.device)).flatten(1)  # (1, D)
+    x_ref = x_ref[:1].to(model.device)
+    y_ref = side_of(model, x_ref, None if labels_ref is None else labels_ref[:1])
+    base = model.latent_code(x_ref, y_ref).flatten(1)  # (1, D)
+    prior = model.prior(y_ref, 1)
     values = torch.linspace(-span, span, steps, device=base.device)
     z = base.repeat(len(order) * steps, 1)
     for row, d in enumerate(order.tolist()):
-        z[row * steps:(row + 1) * steps, d] = values
-    return model.decode(z), order.tolist(), kl
+        z[row * steps:(row + 1) * steps, d] = prior.mu[0, d] + prior.std[0, d] * values
+    y = None if y_ref is None else y_ref.expand(len(z), *y_ref.shape[1:])
+    return model.decode(z, y), order.tolist(), kl
 
 
 def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConfig) -> None:
@@ -352,16 +392,22 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
         torch.manual_seed(cfg.train.seed)
         # a fixed uniform sample of the test split, not its first images: a split may be stored by class
         shown = fixed_sample(len(test_data), 16)
-        grid, _ = reconstruction_rows(model, test_data.batch(shown))
+        labels = test_data.labels
+        pick = (lambda idx: None) if labels is None else (lambda idx: labels[idx])
+        grid, _ = reconstruction_rows(model, test_data.batch(shown), pick(shown))
         save_grid(out / "reconstructions.png", grid, nrow=len(shown))
-        save_grid(out / "samples.png", model.sample(64), nrow=8)
+        y = side_information_for_samples(model, test_data, 0, 64, cfg.train.seed)
+        save_grid(out / "samples.png", model.sample(64, y), nrow=8)
         pairs = min(6, len(test_data) // 2)
-        x = test_data.batch(shown[:2 * pairs])
-        save_grid(out / "interpolations.png", interpolation_grid(model, x[:pairs], x[pairs:]), nrow=12)
+        x, ends = test_data.batch(shown[:2 * pairs]), shown[:2 * pairs]
+        save_grid(out / "interpolations.png", interpolation_grid(
+            model, x[:pairs], x[pairs:], labels_a=pick(ends[:pairs]), labels_b=pick(ends[pairs:])), nrow=12)
         if model.has_posterior:  # rows ordered by KL on 1,000 test images (a fixed sample), as `vaekit traverse`
-            x_kl = test_data.batch(fixed_sample(len(test_data), 1000))
-            grid, _, _ = traversal_grid(model, test_data.batch(torch.arange(1)), x_kl, steps=9, dims=10)
+            kl_idx = fixed_sample(len(test_data), 1000)
+            grid, _, _ = traversal_grid(model, test_data.batch(torch.arange(1)), test_data.batch(kl_idx), steps=9,
+                                        dims=10, labels_ref=pick(torch.arange(1)), labels_kl=pick(kl_idx))
             save_grid(out / "traversals.png", grid, nrow=9)
+        draw_conditional_pictures(out, model, test_data, cfg.train.seed)
     rows = _read_jsonl(out / "metrics.jsonl")
     eval_rows = _read_jsonl(out / "eval.jsonl")
     keys = [k for k in (rows[-1] if rows else {}) if k not in ("step", "images_per_s")][:6]  # as the model logs them
@@ -370,6 +416,25 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
     if hasattr(model, "curve_panels"):  # the model's own figure (IntroVAE's fig. 5: KLs against the margin)
         plot_panels(rows, model.curve_panels(), out / "training_curves.png",
                     title=f"{cfg.model_name} on {cfg.data.name}")
+
+
+def draw_conditional_pictures(out: Path, model: GenerativeModel, test_data, seed: int) -> None:
+    """A label-conditional run: samples with one row per class (the seed's figures 6-7) and style
+    transfer (figure 9); a run conditioned on an image part: completions of test images (figure 8)."""
+    from .completion import completion_rows
+    from .uses import class_grid, style_transfer_grid
+
+    if model.condition == "label":
+        classes = data_classes(test_data)
+        save_grid(out / "classes.png", class_grid(model, classes, 10), nrow=10)
+        idx = fixed_sample(len(test_data), 8, seed)
+        grid = style_transfer_grid(model, test_data.batch(idx), test_data.labels[idx], classes)
+        save_grid(out / "style_transfer.png", grid, nrow=classes + 1)
+    elif model.condition != "none" and hasattr(model, "side"):
+        idx = fixed_sample(len(test_data), 8, seed)
+        keep = "left" if model.condition == "half" else model.condition
+        grid, _ = completion_rows(model, test_data.batch(idx), keep)
+        save_grid(out / "completions.png", grid, nrow=len(idx))
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -448,6 +513,13 @@ def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict, model: Ge
                   "prior standard deviations around the first test image's code):", "", "![traversals](traversals.png)"]
     if (out / "training_curves.png").exists():
         lines += ["", "![training curves](training_curves.png)"]
+    if (out / "classes.png").exists():
+        lines += ["", "Samples for each class (one row per class, z from the prior):", "", "![classes](classes.png)",
+                  "", "Style transfer (first column: a test image; then its code decoded with every label):", "",
+                  "![style transfer](style_transfer.png)"]
+    if (out / "completions.png").exists():
+        lines += ["", "Completions of test images (rows: the kept part, the completion, the truth):", "",
+                  "![completions](completions.png)"]
     lines += ["", "![loss curves](loss_curves.png)", "",
               "Test reconstructions (top row: inputs):", "", "![reconstructions](reconstructions.png)", "",
               "Samples from the prior:", "", "![samples](samples.png)", "",

@@ -1,4 +1,4 @@
-"""`vaekit`: train, evaluate, sample, reconstruct, interpolate, and list models and datasets.
+"""`vaekit`: train, evaluate, sample, reconstruct, interpolate, traverse, generate, complete, style-transfer.
 
 Every refusal (bad config, corrupt data, missing checkpoint) is one line on stderr and exit code 2;
 a diverged training run exits with 3. No traceback for a user's mistake.
@@ -84,6 +84,11 @@ def _add_evaluate(sub) -> None:
                         "one, trained with a fixed recipe on first use ($VAEKIT_CACHE, ~/.cache/vaekit)")
     p.add_argument("--inception", metavar="PATH",
                    help="local FID-Inception weights (safetensors) for the standard FID; never downloaded")
+    p.add_argument("--completion", default="auto",
+                   help="complete the missing half of test images kept as left, right, top or bottom, and score "
+                        "the completed region (MSE, SSIM) beside the training mean; auto: the half a CVAE "
+                        "conditioned on an image part was trained on, off for other models; off")
+    p.add_argument("--completion-images", type=int, default=1000, help="test images completed (default 1000)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -107,7 +112,8 @@ def _cmd_evaluate(args) -> int:
         iw_samples=args.iw_samples, iw_images=_count(args.iw_images, "--iw-images"),
         images=_count(args.images, "--images"), batch_size=args.batch_size, seed=args.seed,
         disentanglement=args.disentanglement, kl_decomposition=args.kl_decomposition, samples=args.samples,
-        pairs=args.pairs, feature_net=args.feature_net, inception=args.inception, progress=not args.quiet)
+        pairs=args.pairs, feature_net=args.feature_net, inception=args.inception, completion=args.completion,
+        completion_images=args.completion_images, progress=not args.quiet)
     cfg, model, _ = load_run(args.run, args.device)
     test, train = load_split(cfg, "test"), load_split(cfg, "train")
     shown = len(test) if options.images is None else min(options.images, len(test))
@@ -144,21 +150,25 @@ def _add_picture(sub, name: str, help_text: str, n_default: int | None) -> argpa
 def _cmd_sample(args) -> int:
     import torch
 
-    from ..runs import load_run
+    from ..runs import load_run, load_split, stage_rows
     from ..viz import save_grid
 
-    from ..runs import stage_rows
+    from ..conditioning import side_information_for_samples
+    from ..models.base import eval_mode
 
-    _, model, _ = load_run(args.run, args.device)
+    cfg, model, _ = load_run(args.run, args.device)
     _positive(args.n, "-n")
+    # a conditional model: labels cycling through the classes, or the kept parts of test images
+    y = side_information_for_samples(model, load_split(cfg, "test"), 0, args.n, args.seed) \
+        if model.condition != "none" else None
     torch.manual_seed(args.seed)
     if args.stages:  # one row per output stage of the same latent codes (coarse, refine1, ...)
-        with torch.no_grad():
-            grid, names = stage_rows(model.decode_stages(model.prior_sample(args.n)))
+        with eval_mode(model):
+            grid, names = stage_rows(model.decode_stages(model.prior_sample(args.n, y), y))
         save_grid(args.output, grid, nrow=args.n)
         print(f"wrote {args.n} samples to {args.output} (rows: {', '.join(names)})")
         return 0
-    x = model.sample(args.n)
+    x = model.sample(args.n, y)
     nrow = args.nrow or max(1, int(math.ceil(math.sqrt(args.n))))
     save_grid(args.output, x, nrow=nrow)
     print(f"wrote {args.n} samples to {args.output}")
@@ -179,7 +189,7 @@ def _cmd_reconstruct(args) -> int:
     # first n": an image folder is stored class by class); --random: another one for each --seed
     idx = fixed_sample(len(data), args.n, seed=1 + args.seed if args.random else 0)
     torch.manual_seed(args.seed)
-    grid, names = reconstruction_rows(model, data.batch(idx))
+    grid, names = reconstruction_rows(model, data.batch(idx), _labels(data, idx))
     save_grid(args.output, grid, nrow=len(idx))
     print(f"wrote {len(idx)} {args.split} images and their reconstructions to {args.output} "
           f"(rows: {', '.join(names)})")
@@ -198,8 +208,9 @@ def _cmd_interpolate(args) -> int:
     idx = fixed_sample(len(data), 2 * args.pairs, args.seed)  # --seed 0: the run folder's interpolations.png
     if len(idx) < 2 * args.pairs:
         raise ConfigError(f"--pairs {args.pairs} needs {2 * args.pairs} test images; the test split has {len(data)}")
-    x = data.batch(idx)
-    grid = interpolation_grid(model, x[: args.pairs], x[args.pairs:], steps=args.steps)
+    x, a, b = data.batch(idx), idx[: args.pairs], idx[args.pairs:]
+    grid = interpolation_grid(model, x[: args.pairs], x[args.pairs:], steps=args.steps,
+                              labels_a=_labels(data, a), labels_b=_labels(data, b))
     save_grid(args.output, grid, nrow=args.steps + 2)
     print(f"wrote {args.pairs} interpolations of {args.steps} steps to {args.output}")
     return 0
@@ -219,12 +230,84 @@ def _cmd_traverse(args) -> int:
     data = load_split(cfg, "test")
     if not 0 <= args.image < len(data):
         raise ConfigError(f"--image must lie in [0, {len(data) - 1}], got {args.image}")
-    x_kl = data.batch(fixed_sample(len(data), 1000))  # the KLs that order the rows
-    grid, dims, kl = traversal_grid(model, data.batch(torch.tensor([args.image])), x_kl, steps=args.steps,
-                                    span=args.span, dims=args.dims)
+    kl_idx, ref = fixed_sample(len(data), 1000), torch.tensor([args.image])  # the KLs that order the rows
+    grid, dims, kl = traversal_grid(model, data.batch(ref), data.batch(kl_idx), steps=args.steps,
+                                    span=args.span, dims=args.dims, labels_ref=_labels(data, ref),
+                                    labels_kl=_labels(data, kl_idx))
     save_grid(args.output, grid, nrow=args.steps)
     shown = ", ".join(f"z{d} ({kl[d]:.2f})" for d in dims)
     print(f"wrote traversals to {args.output}: rows = latent dimensions by KL in nats: {shown}")
+    return 0
+
+
+def _labels(data, idx):
+    """The labels of images idx of `data` (None when it has none): a conditional model's side information."""
+    return None if data.labels is None else data.labels[idx]
+
+
+def _cmd_generate(args) -> int:
+    import torch
+
+    from ..conditioning import data_classes
+    from ..runs import load_run, load_split
+    from ..uses import generate
+    from ..viz import save_grid
+
+    cfg, model, saved = load_run(args.run, args.device)
+    _positive(args.n, "-n")
+    classes = int(saved.get("classes") or data_classes(load_split(cfg, "test")))
+    torch.manual_seed(args.seed)
+    x = generate(model, args.label, args.n, classes)
+    save_grid(args.output, x, nrow=args.nrow or max(1, int(math.ceil(math.sqrt(args.n)))))
+    print(f"wrote {args.n} samples of class {args.label} to {args.output}")
+    return 0
+
+
+def _cmd_complete(args) -> int:
+    import torch
+
+    from ..completion import completion_method, completion_rows
+    from ..data import fixed_sample
+    from ..metrics import dataset_mean_image
+    from ..runs import load_run, load_split
+    from ..viz import save_grid
+
+    cfg, model, _ = load_run(args.run, args.device)
+    _positive(args.n, "-n")
+    _positive(args.steps, "--steps")
+    method = completion_method(model, args.keep, args.method)  # refused before any data is read
+    data = load_split(cfg, args.split)
+    fill = dataset_mean_image(load_split(cfg, "train")) if method != "prior" else None
+    idx = fixed_sample(len(data), args.n, args.seed)
+    torch.manual_seed(args.seed)
+    grid, names = completion_rows(model, data.batch(idx), args.keep, method, fill=fill, steps=args.steps)
+    save_grid(args.output, grid, nrow=len(idx))
+    print(f"wrote {len(idx)} completions ({args.keep} half kept, method {method}) to {args.output} "
+          f"(rows: {', '.join(names)})")
+    return 0
+
+
+def _cmd_style_transfer(args) -> int:
+    import torch
+
+    from ..conditioning import data_classes
+    from ..data import fixed_sample
+    from ..runs import load_run, load_split
+    from ..uses import style_transfer_grid
+    from ..viz import save_grid
+
+    cfg, model, saved = load_run(args.run, args.device)
+    _positive(args.n, "-n")
+    data = load_split(cfg, "test")
+    if data.labels is None:
+        raise ConfigError(f"style transfer encodes test images with their labels; {cfg.data.name} has none")
+    classes = int(saved.get("classes") or data_classes(data))
+    idx = fixed_sample(len(data), args.n, args.seed)
+    torch.manual_seed(args.seed)
+    grid = style_transfer_grid(model, data.batch(idx), data.labels[idx], classes)
+    save_grid(args.output, grid, nrow=classes + 1)
+    print(f"wrote style transfer of {len(idx)} test images to {args.output} (each row: the image, then its code "
+          f"decoded with labels 0..{classes - 1})")
     return 0
 
 
@@ -283,13 +366,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--span", type=float, default=3.0, help="sweep from -span to +span prior standard deviations")
     p.add_argument("--dims", type=int, help="show only the most used dimensions")
     p.add_argument("--image", type=int, default=0, help="test image whose code the other dimensions keep")
+    p = _add_picture(sub, "generate", "samples of one class from a label-conditional run (cvae, cvae_gan)", 16)
+    p.add_argument("--label", type=int, required=True, help="class index (0-based)")
+    p.add_argument("--nrow", type=int, help="images per row (default: square)")
+    p = _add_picture(sub, "complete", "complete the missing half of test images (rows: kept part, completion, "
+                     "truth): a CVAE conditioned on the kept half decodes prior draws, any other model infers the "
+                     "missing pixels", 8)
+    p.add_argument("--keep", required=True, choices=("left", "right", "top", "bottom"), help="the half kept")
+    p.add_argument("--method", default="auto", choices=("auto", "prior", "optimise", "iterate"),
+                   help="prior: a CVAE's p(z|y); optimise: the code maximising log p(observed pixels|z) + log p(z); "
+                        "iterate: encode/decode with the kept pixels clamped; auto: prior for a CVAE, optimise "
+                        "for a model with a likelihood, else iterate")
+    p.add_argument("--steps", type=int, default=100, help="optimisation steps or iterations (default 100)")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p = _add_picture(sub, "style-transfer", "encode test images with their own label, decode each code with every "
+                     "label (rows: one image each)", 4)
     sub.add_parser("models", help="list every model with a one-line description and its paper")
     sub.add_parser("datasets", help="list datasets and whether their files are here")
     return parser
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
-            "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "traverse": _cmd_traverse, "models": _cmd_models,
+            "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "traverse": _cmd_traverse,
+            "generate": _cmd_generate, "complete": _cmd_complete, "style-transfer": _cmd_style_transfer,
+            "models": _cmd_models,
             "datasets": _cmd_datasets}
 
 

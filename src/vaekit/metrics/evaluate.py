@@ -13,6 +13,7 @@ import sys
 import torch
 
 from ..data.dataset import fixed_sample
+from ..conditioning import side_information_for_samples
 from ..models.base import Batch, eval_mode
 from .image_quality import dataset_mean_image, mse_per_image, ssim_per_image
 from ..progress import TaskProgress
@@ -59,12 +60,13 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
         for start, stop in even_batches(n, batch_size):
             idx = order[start:stop]
             x = data.batch(idx).to(device)
-            y = data.labels[idx].to(device) if data.labels is not None else None
-            terms = model.loss(Batch(x, y), 0)
+            labels = data.labels[idx].to(device) if data.labels is not None else None
+            terms = model.loss(Batch(x, labels), 0)
+            y = model.side_information(Batch(x, labels))  # None for an unconditional model
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
                 counts[k] = counts.get(k, 0) + len(idx)
-            x_hat = model.reconstruct(x)
+            x_hat = model.reconstruct(x, y)
             ssim_sum += float(ssim_per_image(x_hat, x).sum())
             mse_sum += float(mse_per_image(x_hat, x).sum())
             if train_mean is not None:
@@ -72,8 +74,8 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
                 base_mse += float(mse_per_image(train_mean.expand_as(x), x).sum())
             shown.advance(2 * len(idx))
             if start < n_iw:
-                x_iw = x[: n_iw - start]
-                iw_sum += float(iwae_nll(model, x_iw, iw_samples, on_chunk=shown.advance).sum())
+                x_iw, y_iw = x[: n_iw - start], None if y is None else y[: n_iw - start]
+                iw_sum += float(iwae_nll(model, x_iw, iw_samples, y_iw, on_chunk=shown.advance).sum())
     result = {f"test/{k}": v / counts[k] for k, v in sums.items()}
     result["test/ssim"] = ssim_sum / n
     result["test/mse"] = mse_sum / n
@@ -94,11 +96,14 @@ __all__ = ["evaluate_model", "evaluate_disentanglement", "evaluate_kl_decomposit
 
 def posterior_encoder(model):
     """images (B, C, H, W) -> (mu, logvar), each (B, D) on the CPU: the model's q(z|x) in the form the
-    posterior-based metrics take (`mig_posterior`, `dataset_elbo_decomposition`). Call it in eval mode."""
+    posterior-based metrics take (`mig_posterior`, `dataset_elbo_decomposition`). Call it in eval mode.
+    A conditional model is told each image's side information from the image (an image part); the
+    callers skip label-conditional models."""
     device = next(model.parameters()).device
 
     def encode_posterior(x):
-        q = model.encode(x.to(device))
+        x = x.to(device)
+        q = model.encode(x, model.side_information(Batch(x, None)))
         return q.mu.flatten(1).cpu(), q.logvar.flatten(1).cpu()
 
     return encode_posterior
@@ -117,12 +122,14 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     from ..data.factors import FactorDataset
     from .disentanglement import all_disentanglement_metrics, mig_posterior
 
-    if mode == "off" or not isinstance(factor_data, FactorDataset) or not model.has_posterior:
+    if mode == "off" or not isinstance(factor_data, FactorDataset) or not model.has_posterior \
+            or model.condition == "label":  # factor images come without class labels
         return {}
     device = next(model.parameters()).device
 
     def encode(x):
-        return model.latent_code(x.to(device)).flatten(1).cpu()
+        x = x.to(device)
+        return model.latent_code(x, model.side_information(Batch(x, None))).flatten(1).cpu()
 
     posterior = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
     with eval_mode(model), TaskProgress(f"disentanglement ({mode})", 6, "metrics", enabled=progress) as shown:
@@ -142,8 +149,8 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
     without a posterior."""
     from .elbo_decomposition import dataset_elbo_decomposition
 
-    if mode == "off" or not model.has_posterior:
-        return {}
+    if mode == "off" or not model.has_posterior or model.condition != "none":
+        return {}  # q(z) of a conditional model mixes q(z|x, y) and its KL is to p(z|y): not this decomposition
     settings = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
     out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed, progress=progress)
     return {f"decomposition/{k}": out[k] for k in ("mi", "tc", "dwkl", "kl", "n", "samples")}
@@ -175,7 +182,9 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
         torch.manual_seed(seed)
         fake = []
         for s in range(0, samples, batch_size):
-            fake.append(model.sample(min(batch_size, samples - s)).float().cpu())
+            stop = min(samples, s + batch_size)  # labels cycling through the classes, or kept parts of train images
+            y = side_information_for_samples(model, train_data, s, stop, seed)
+            fake.append(model.sample(stop - s, y).float().cpu())
             shown.advance(len(fake[-1]))
         fake = torch.cat(fake)  # (N, C, H, W) in [0, 1]
     n_ref = min(samples, len(train_data))
@@ -198,6 +207,8 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
         result.update({f"samples/{k}": v for k, v in q.items()})
         result.update({f"reference/train_{k}": v for k, v in floor.items()})
         result["feature_net/test_accuracy"] = info["test_accuracy"]
+        if model.condition == "label":
+            result.update(class_conditional_quality(net, fake, f_fake, f_test, test_data.labels, batch_size))
     with TaskProgress("MS-SSIM diversity", 2 * pairs if enough_test else pairs, "pairs", enabled=progress) as shown:
         result["samples/ms_ssim"] = ms_ssim_diversity(fake, pairs, seed, batch_size, on_batch=shown.advance)
         if enough_test:
@@ -213,5 +224,74 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
     return result
 
 
+@torch.no_grad()
+def class_conditional_quality(net, fake: torch.Tensor, f_fake: torch.Tensor, f_test: torch.Tensor,
+                              test_labels: torch.Tensor, batch_size: int = IMAGES_PER_CALL) -> dict:
+    """Samples drawn for labels 0, 1, ..., k-1, 0, 1, ... (sample i for label i mod k): the feature
+    classifier's accuracy on them (label accuracy of samples, overall and per class) and the FD of
+    each class's samples against that class's test images, with its mean over classes."""
+    from .sample_quality import frechet_distance_features
+
+    net.eval()
+    classes = int(test_labels.max()) + 1
+    intended = torch.arange(len(fake)) % classes
+    device = next(net.parameters()).device
+    predicted = torch.cat([net(fake[s:s + batch_size].to(device)).argmax(1).cpu()
+                           for s in range(0, len(fake), batch_size)])
+    correct = (predicted == intended).float()
+    out = {"conditional/label_accuracy": float(correct.mean())}
+    fds = []
+    for c in range(classes):
+        mine, real = intended == c, test_labels == c
+        out[f"conditional/label_accuracy/{c}"] = float(correct[mine].mean())
+        if int(mine.sum()) >= 2 and int(real.sum()) >= 2:
+            fds.append(frechet_distance_features(f_test[real], f_fake[mine]))
+            out[f"conditional/fd/{c}"] = fds[-1]
+    if fds:
+        out["conditional/fd_mean_over_classes"] = sum(fds) / len(fds)
+    out["conditional/chance_accuracy"] = 1.0 / classes
+    return out
+
+
 def device_of(model) -> torch.device:
     return next(model.parameters()).device
+
+
+def evaluate_completion(model, test_data, train_mean: torch.Tensor, keep: str, *, method: str = "auto",
+                        images: int = 1000, batch_size: int = IMAGES_PER_CALL, seed: int = 0, steps: int = 100,
+                        progress: bool = False) -> dict:
+    """Completion of the missing half of `images` test images (a fixed uniform sample) from their
+    `keep` half: MSE and SSIM of the completed region against the truth, the point estimate (a CVAE's
+    prior mean, or the inferred code), beside the training mean of that region as the baseline.
+    Keys completion/<keep>/{mse,ssim,baseline_mse,baseline_ssim,images,method}."""
+    from ..completion import complete, completion_method, region_box
+
+    method = completion_method(model, keep, method)
+    n = min(images, len(test_data))
+    order = fixed_sample(len(test_data), n, seed)
+    rows, cols = region_box(keep, *test_data.image_shape[1:])
+    device = next(model.parameters()).device
+    mean = train_mean.to(device)
+    sums = dict(mse=0.0, ssim=0.0, baseline_mse=0.0, baseline_ssim=0.0)
+    per_image = 1 if method == "prior" else steps  # inference steps, each a decode (and a gradient) per image
+    with torch.random.fork_rng(devices=[]), TaskProgress(f"completion ({keep} half kept, {method})", n * per_image,
+                                                         "image steps", enabled=progress) as shown:
+        torch.manual_seed(seed)
+        for start, stop in even_batches(n, batch_size):
+            x = test_data.batch(order[start:stop]).to(device)
+            b = stop - start
+            done = complete(model, x, keep, method, fill=mean, mean=True, steps=steps,
+                            on_step=lambda: shown.advance(b))
+            truth, region, base = x[..., rows, cols], done[..., rows, cols], mean.expand_as(x)[..., rows, cols]
+            sums["mse"] += float(mse_per_image(region, truth).sum())
+            sums["ssim"] += float(ssim_per_image(region, truth).sum())
+            sums["baseline_mse"] += float(mse_per_image(base, truth).sum())
+            sums["baseline_ssim"] += float(ssim_per_image(base, truth).sum())
+            if method == "prior":
+                shown.advance(b)
+    out = {f"completion/{keep}/{k}": v / n for k, v in sums.items()}
+    out[f"completion/{keep}/images"] = n
+    out[f"completion/{keep}/method"] = method
+    if method != "prior":
+        out[f"completion/{keep}/steps"] = steps
+    return out

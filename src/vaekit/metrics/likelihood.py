@@ -1,8 +1,10 @@
 """Test-set ELBO terms and the importance-weighted bound on -log p(x).
 
-IWAE bound (Burda et al. 2016, eq. 8):  log p(x) >= E[ log (1/K) sum_k p(x, z_k) / q(z_k|x) ],  z_k ~ q.
-It equals the ELBO for K = 1 (with the Monte-Carlo KL, not the analytic one) and tightens as K
-grows. It is an evaluation quantity: computed under no_grad, so no weight ever carries a gradient.
+IWAE bound (Burda et al. 2016, eq. 8):  log p(x) >= E[ log (1/K) sum_k p(x, z_k) / q(z_k|x) ],  z_k ~ q;
+for a conditional model every term is conditioned on y, bounding log p(x|y). It equals the ELBO for
+K = 1 (with the Monte-Carlo KL, not the analytic one) and tightens as K grows. It is an evaluation
+quantity: computed under no_grad, so no weight ever carries a gradient. The weights are the model's
+(`GenerativeModel.log_importance_weights`); `posterior_importance_weights` is the default estimator.
 """
 
 from __future__ import annotations
@@ -12,36 +14,48 @@ import math
 import torch
 from torch import Tensor
 
-from ..distributions import standard_normal_log_prob
-
 
 # The most images one network call of an evaluation holds (draws x images for the IWAE bound): peak
 # memory is then set by this and the image size, never by K, the batch size or the data set's size.
 IMAGES_PER_CALL = 500
 
 
+def _repeat(t: Tensor, n: int) -> Tensor:
+    """(b, ...) -> (n * b, ...): n copies, the draw index outermost."""
+    return t.unsqueeze(0).expand(n, *t.shape).reshape(n * t.shape[0], *t.shape[1:])
+
+
 @torch.no_grad()
-def log_importance_weights(model, x: Tensor, k: int, images_per_call: int = IMAGES_PER_CALL,
-                           on_chunk=None) -> Tensor:
-    """log p(x|z_k) + log p(z_k) - log q(z_k|x) for k posterior draws, decoded in chunks of at most
-    `images_per_call` (draws x images); `on_chunk(n)` is told each chunk's decoded count. -> (K, B)"""
+def log_importance_weights(model, x: Tensor, k: int, y: Tensor | None = None,
+                           images_per_call: int = IMAGES_PER_CALL, on_chunk=None) -> Tensor:
+    """The model's log importance weights of images x given side information y. -> (K, B)"""
     if k < 1:
         raise ValueError(f"the IWAE bound needs K >= 1 draws, got {k}")
+    return model.log_importance_weights(x, k, y, images_per_call=images_per_call, on_chunk=on_chunk)
+
+
+@torch.no_grad()
+def posterior_importance_weights(model, x: Tensor, k: int, y: Tensor | None = None,
+                                 images_per_call: int = IMAGES_PER_CALL, on_chunk=None) -> Tensor:
+    """log p(x|z_k, y) + log p(z_k|y) - log q(z_k|x, y) for k draws of the model's factorised posterior,
+    its prior `model.prior(y)`, decoded in chunks of at most `images_per_call` (draws x images);
+    `on_chunk(n)` is told each chunk's decoded count. -> (K, B)"""
     out = []
     for first in range(0, x.shape[0], images_per_call):
         x_part = x[first:first + images_per_call]  # (b, C, H, W)
+        y_part = None if y is None else y[first:first + images_per_call]
         b = x_part.shape[0]
-        q = model.encode(x_part)
+        q = model.encode(x_part, y_part)
+        prior = model.prior(y_part, b)  # (b, D) parameters; its log_prob broadcasts over the draws
         draws = max(1, images_per_call // b)
         rows = []
         for start in range(0, k, draws):
             n = min(draws, k - start)
             z = q.sample(n)  # (n, b, D)
             flat = z.reshape(n * b, *z.shape[2:])
-            x_rep = x_part.unsqueeze(0).expand(n, *x_part.shape).reshape(n * b, *x_part.shape[1:])
-            log_px = model.log_likelihood(x_rep, flat).view(n, b)
-            log_pz = standard_normal_log_prob(flat).view(n, b)
-            rows.append(log_px + log_pz - q.log_prob(z))
+            y_rep = None if y_part is None else _repeat(y_part, n)
+            log_px = model.log_likelihood(_repeat(x_part, n), flat, y_rep).view(n, b)
+            rows.append(log_px + prior.log_prob(z) - q.log_prob(z))
             if on_chunk is not None:
                 on_chunk(n * b)
         out.append(torch.cat(rows, 0))
@@ -54,9 +68,9 @@ def iwae_bound(log_w: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def iwae_nll(model, x: Tensor, k: int, on_chunk=None) -> Tensor:
-    """Importance-weighted upper bound on -log p(x) per image, in nats. (B,)"""
-    return -iwae_bound(log_importance_weights(model, x, k, on_chunk=on_chunk))
+def iwae_nll(model, x: Tensor, k: int, y: Tensor | None = None, on_chunk=None) -> Tensor:
+    """Importance-weighted upper bound on -log p(x) (-log p(x|y)) per image, in nats. (B,)"""
+    return -iwae_bound(log_importance_weights(model, x, k, y, on_chunk=on_chunk))
 
 
 def supports_likelihood(model) -> bool:

@@ -12,9 +12,16 @@ only the loop (minGPT's split). The contract:
   whose later phase must reuse an earlier phase's random draws (IntroVAE's Algorithm 1 re-encodes
   the same X_r and X_p after the encoder step) keeps them in `batch.memo`, which lives for one
   iteration.
-- `settings_from_data(config, facts)` (a classmethod): the settings the model takes from the data.
-- `encode(x)`, `decode(z)` (mean image in [0, 1]), `decode_stages(z)` (every intermediate output,
-  for multi-stage models), `reconstruct(x)`, `sample(n)`.
+- `settings_from_data(config, facts)` (a classmethod): the settings the model takes from the data
+  (beta-TCVAE's N, the number of classes of a label-conditional model).
+- side information: `side_information(batch)` -> y (None for an unconditional model; see
+  `vaekit.conditioning`), and every inference method takes it: `encode(x, y)`, `decode(z, y)` (mean
+  image in [0, 1]), `decode_stages(z, y)` (every intermediate output, for multi-stage models),
+  `latent_code(x, y)`, `reconstruct(x, y)`, `sample(n, y)`, `log_likelihood(x, z, y)`.
+- the model owns its prior, `prior(y, n)` (a DiagonalGaussian: N(0, I), a CVAE's p(z|y), an AE's
+  fitted code distribution), which KLs, sampling, traversals and the IWAE bound use, and its
+  importance weights for that bound, `log_importance_weights(x, k, y)` (the factorised-posterior
+  estimator by default; a model whose posterior is not one q(z|x) supplies its own).
 
 Reduction convention, everywhere: sum over pixels and latent dimensions, mean over the batch, nats.
 """
@@ -33,7 +40,8 @@ from torch import Tensor, nn
 @dataclass
 class Batch:
     x: Tensor  # (B, C, H, W) float in [0, 1]
-    y: Tensor | None = None  # (B,) int64 labels, when the dataset has them
+    y: Tensor | None = None  # (B,) int64 labels, when the dataset has them (the model makes its side
+    #                           information from x and these: `GenerativeModel.side_information`)
     memo: dict = field(default_factory=dict)  # scratch shared by the update phases of one iteration
 
 
@@ -44,6 +52,7 @@ class DataFacts:
 
     train_images: int
     steps_per_epoch: int  # train_images // train.batch_size
+    classes: int = 0  # number of classes of the labels; 0 = the data has no labels
 
 
 @contextlib.contextmanager
@@ -108,31 +117,48 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} exposes no decoded image for refine stages")
 
     # --- use ------------------------------------------------------------------------------
-    def encode(self, x: Tensor):  # pragma: no cover
+    condition: str = "none"  # what side information the model takes (vaekit.conditioning.CONDITIONS)
+
+    def side_information(self, batch: Batch) -> Tensor | None:
+        """y for the images of `batch` (from its labels or its pixels); None: unconditional."""
+        return None
+
+    def encode(self, x: Tensor, y: Tensor | None = None):  # pragma: no cover
         raise NotImplementedError
 
-    def decode(self, z: Tensor) -> Tensor:  # pragma: no cover
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def decode_stages(self, z: Tensor) -> dict[str, Tensor]:
+    def decode_stages(self, z: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         """Every output stage as a mean image; single-stage models have just `output`."""
-        return {"output": self.decode(z)}
+        return {"output": self.decode(z, y)}
 
-    def latent_code(self, x: Tensor) -> Tensor:
+    def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """A deterministic code for x (the posterior mean), used by interpolation and metrics."""
-        return self.encode(x).mode()
+        return self.encode(x, y).mode()
 
-    def prior_sample(self, n: int) -> Tensor:  # pragma: no cover
-        """n latent codes from the model's prior (or its fitted code distribution)."""
+    def prior(self, y: Tensor | None = None, n: int | None = None):  # pragma: no cover
+        """p(z|y) for a batch of n codes (or one per row of y), a DiagonalGaussian."""
         raise NotImplementedError
 
-    @inference
-    def reconstruct(self, x: Tensor) -> Tensor:
-        return self.decode(self.latent_code(x))
+    def prior_sample(self, n: int, y: Tensor | None = None) -> Tensor:
+        """n latent codes from the model's prior (or its fitted code distribution)."""
+        return self.prior(y, n).sample()
+
+    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None, **chunking) -> Tensor:
+        """log p(x|z_k, y) + log p(z_k|y) - log q(z_k|x, y) for k draws of q: the IWAE bound's weights.
+        (K, B)"""
+        from ..metrics.likelihood import posterior_importance_weights
+
+        return posterior_importance_weights(self, x, k, y, **chunking)
 
     @inference
-    def sample(self, n: int) -> Tensor:
-        return self.decode(self.prior_sample(n))
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.decode(self.latent_code(x, y), y)
+
+    @inference
+    def sample(self, n: int, y: Tensor | None = None) -> Tensor:
+        return self.decode(self.prior_sample(n, y), y)
 
     @property
     def device(self) -> torch.device:

@@ -112,6 +112,7 @@ class MultiStageVAE(GenerativeModel):
         if any(s.loss == "likelihood" for s in config.stages) and not hasattr(self.base, "likelihood"):
             raise ConfigError(f"refine loss 'likelihood' needs a base with a likelihood; {config.base!r} has none")
         self.has_posterior = self.base.has_posterior
+        self.condition = self.base.condition  # a conditional base (cvae) makes a conditional multi-stage model
 
     @classmethod
     def settings_from_data(cls, config: MultiStageConfig, facts):
@@ -181,39 +182,48 @@ class MultiStageVAE(GenerativeModel):
             out["loss/discriminator"] = d_loss
         return out, image
 
-    # --- use ----------------------------------------------------------------------------
-    def encode(self, x: Tensor):
-        return self.base.encode(self._down(x, self.base_shape))
+    # --- use: y is the side information of the base (at its resolution, `side_information`) ----
+    def side_information(self, batch: Batch) -> Tensor | None:
+        return self.base.side_information(Batch(self._down(batch.x, self.base_shape), batch.y))
 
-    def latent_code(self, x: Tensor) -> Tensor:
-        return self.base.latent_code(self._down(x, self.base_shape))
+    def encode(self, x: Tensor, y: Tensor | None = None):
+        return self.base.encode(self._down(x, self.base_shape), y)
 
-    def prior_sample(self, n: int) -> Tensor:
-        return self.base.prior_sample(n)
+    def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.base.latent_code(self._down(x, self.base_shape), y)
 
-    def decode_stages(self, z: Tensor) -> dict[str, Tensor]:
+    def prior(self, y: Tensor | None = None, n: int | None = None):
+        return self.base.prior(y, n)
+
+    def decode_stages(self, z: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         """{"coarse": f1(z), "refine1": f2(f1(z)), ...}: every stage's image, in order."""
-        image = self.base.decode(z)
+        image = self.base.decode(z, y)
         stages = {"coarse": image}
         for i, refiner in enumerate(self.refiners):
             image = torch.sigmoid(refiner(image))
             stages[f"refine{i + 1}"] = image
         return stages
 
-    def decode(self, z: Tensor) -> Tensor:
-        return list(self.decode_stages(z).values())[-1]
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return list(self.decode_stages(z, y).values())[-1]
 
-    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) of the model's probabilistic decoder: the last stage with a likelihood loss
-        (Residual-VAE), else the base's likelihood of the coarse image (MSVAE's ELBO is the VAE's)."""
+    def log_likelihood(self, x: Tensor, z: Tensor, y: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """log p(x|z, y) of the model's probabilistic decoder: the last stage with a likelihood loss
+        (Residual-VAE), else the base's likelihood of the coarse image (MSVAE's ELBO is the VAE's);
+        with `mask` (at the image's resolution), of the pixels where it is 1."""
         last = max((i for i, s in enumerate(self.config.stages) if s.loss == "likelihood"), default=None)
         if last is None:
-            return self.base.log_likelihood(self._down(x, self.base_shape), z)
-        image = self.base.decode(z)
+            shape = self.base_shape
+            return self.base.log_likelihood(self._down(x, shape), z, y, self._mask_at(mask, shape))
+        image = self.base.decode(z, y)
         for i in range(last + 1):
             params = self.refiners[i](image)
             image = torch.sigmoid(params)
-        return self.base.likelihood.log_prob(params, self._down(x, self.stage_shapes[last]))
+        shape = self.stage_shapes[last]
+        return self.base.likelihood.log_prob(params, self._down(x, shape), self._mask_at(mask, shape))
+
+    def _mask_at(self, mask: Tensor | None, shape) -> Tensor | None:
+        return None if mask is None else (self._down(mask.float(), shape) > 0.5).float()
 
 
 def residual_vae_preset() -> MultiStageConfig:

@@ -22,15 +22,16 @@ class ModelEntry:
     preset: Any  # the config a user gets with no overrides
     description: str
     paper: str
+    train: dict  # the train settings the model's preset brings (below a config file and --set)
 
 
 MODELS: dict[str, ModelEntry] = {}
 
 
 def register(name: str, model_class: type[GenerativeModel], preset: Any = None,
-             description: str | None = None, paper: str | None = None) -> None:
+             description: str | None = None, paper: str | None = None, train: dict | None = None) -> None:
     MODELS[name] = ModelEntry(name, model_class, preset if preset is not None else model_class.config_class(),
-                              description or model_class.description, paper or model_class.paper)
+                              description or model_class.description, paper or model_class.paper, dict(train or {}))
 
 
 register("ae", AE, AEConfig())
@@ -51,6 +52,17 @@ register("introvae_64", IntroVAE, IntroVAEConfig(beta=2.0, pretrain_epochs=0.1),
          "IntroVAE for 64x64 images: beta scaled to 2 (beta * pixels as at 28x28), m = 35, 0.1 epoch of VAE "
          "pre-training (alpha = 0) first; settings tested on 64x64")
 register("vaegan", VAEGAN, VAEGANConfig())
+# The seed's sec. 4.3 networks (DCGAN-like strided convolutions, latent 50), scaled to the image size by
+# the conv encoder/decoder; its learning rates: 1e-3 for VAEs, 1e-4 with a GAN (sec. 4).
+_SEED_NETWORKS = dict(latent_dim=50, base_channels=32, max_channels=128)
+register("cvae", VAE, VAEConfig(condition="label", **_SEED_NETWORKS),
+         "Conditional VAE: encoder, decoder (and optionally the prior) take a label or a kept image part",
+         "Sohn, Lee & Yan 2015, Learning structured output representation using deep conditional generative models",
+         train={"lr": 1e-3, "batch_size": 100})
+register("cvae_gan", VAEGAN, VAEGANConfig(condition="label", **_SEED_NETWORKS),
+         "CVAE-GAN: a CVAE with a (k+1)-class discriminator, the extra class for generated images",
+         "When Variational Auto-encoders meet Generative Adversarial Networks (sec. 3.2); Larsen et al. 2016",
+         train={"lr": 1e-4, "batch_size": 100})
 
 
 def get_entry(name: str) -> ModelEntry:

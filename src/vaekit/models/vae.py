@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..conditioning import ConditionConfig, SideInformation, classes_from_data
 from ..distributions import DiagonalGaussian
 from ..config import applies_when
 from ..errors import ConfigError
@@ -59,7 +60,10 @@ class LikelihoodConfig(NetworkConfig):
 
 
 @dataclass(frozen=True)
-class VAEConfig(LikelihoodConfig):
+class VAEConfig(LikelihoodConfig, ConditionConfig):
+    """A VAE; with `condition` a CVAE (Sohn et al. 2015; the seed's sec. 2.2): encoder, decoder and
+    optionally the prior take side information y (vaekit.conditioning)."""
+
     beta: float = 1.0  # weight of the KL term; 1 is the ELBO, > 1 is beta-VAE
     prior_term: str = "kl"  # kl: beta * KL | tc: alpha*MI + beta*TC + gamma*DWKL (beta-TCVAE)
     alpha: float = field(default=1.0, metadata=applies_when(_is_tc, _TC))  # weight of the index-code MI
@@ -80,37 +84,57 @@ class VAEConfig(LikelihoodConfig):
             raise ConfigError(f"model.tc_estimator must be one of {', '.join(ESTIMATORS)}, got {self.tc_estimator!r}")
         if self.dataset_size < 0 or self.alpha < 0 or self.gamma < 0:
             raise ConfigError("model.dataset_size, model.alpha and model.gamma must be >= 0")
+        self.check_condition()
+        if self.prior_term == "tc" and self.prior == "learned":
+            raise ConfigError("model.prior_term = 'tc' decomposes the KL to N(0, I); it cannot use model.prior = 'learned'")
 
 
 class ConvAutoencoderBase(GenerativeModel):
     """An encoder emitting `code_width_factor * latent_dim` features and a decoder emitting raw image
-    parameters, built from the shared network settings (`nn.check_network_settings`). The decoded
-    mean image is sigmoid(decoder(z)) unless a subclass decodes through a likelihood."""
+    parameters, built from the shared network settings (`nn.check_network_settings`), both taking
+    the side information of a conditional config (`vaekit.conditioning`). The decoded mean image is
+    sigmoid(decoder(z, y)) unless a subclass decodes through a likelihood."""
 
     code_width_factor = 1  # features per latent dimension the encoder emits
 
     def __init__(self, config, image_shape):
         super().__init__(config, image_shape)
         c = config
-        self.encoder = make_encoder(c, image_shape, self.code_width_factor * c.latent_dim)
-        self.decoder = make_decoder(c, c.latent_dim, image_shape)
+        self.side = SideInformation(c, image_shape)
+        self.condition = self.side.condition
+        channels, height, width = image_shape
+        self.encoder = make_encoder(c, (channels + self.side.encoder_channels, height, width),
+                                    self.code_width_factor * c.latent_dim)
+        self.decoder = make_decoder(c, c.latent_dim + self.side.width, image_shape)
 
-    def decode(self, z: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder(z))  # (B, C, H, W) in [0, 1]
+    @classmethod
+    def settings_from_data(cls, config, facts):
+        return classes_from_data(config, facts.classes) if hasattr(config, "condition") else config
+
+    def side_information(self, batch: Batch) -> Tensor | None:
+        return self.side.from_batch(batch.x, batch.y)
+
+    def raw_decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """The decoder's raw output for codes z and side information y. (B, C, H, W)"""
+        return self.decoder(self.side.decoder_input(z, y))
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return torch.sigmoid(self.raw_decode(z, y))  # (B, C, H, W) in [0, 1]
 
 
 class GaussianAutoencoder(ConvAutoencoderBase):
-    """q(z|x) = N(mu, diag exp(logvar)) from the encoder and the prior N(0, I): what VAE, IntroVAE and
-    VAE-GAN share; they differ in their objectives and parameter groups."""
+    """q(z|x, y) = N(mu, diag exp(logvar)) from the encoder and the prior p(z|y) (N(0, I) unless a
+    conditional config learns it): what VAE, IntroVAE and VAE-GAN share; they differ in their
+    objectives and parameter groups."""
 
     code_width_factor = 2  # mu and logvar
 
-    def encode(self, x: Tensor) -> DiagonalGaussian:
-        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, D) each
+    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
+        mu, logvar = self.encoder(self.side.encoder_input(x, y)).chunk(2, dim=1)  # (B, D) each
         return DiagonalGaussian(mu, logvar)
 
-    def prior_sample(self, n: int) -> Tensor:
-        return torch.randn(n, self.config.latent_dim, device=self.device)  # p(z) = N(0, I)
+    def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
+        return self.side.prior(y, n, self.device)
 
 
 # beta-TCVAE's MI / TC / DWKL are minibatch estimates: on an evaluation batch of fewer images they are
@@ -121,12 +145,12 @@ TC_EVAL_MIN_BATCH = 64
 class LikelihoodDecoder:
     """Mixin: decode and score through `self.likelihood` (a probabilistic decoder p(x|z))."""
 
-    def decode(self, z: Tensor) -> Tensor:
-        return self.likelihood.mean(self.decoder(z))
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.likelihood.mean(self.raw_decode(z, y))
 
-    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) per image, (B,)."""
-        return self.likelihood.log_prob(self.decoder(z), x)
+    def log_likelihood(self, x: Tensor, z: Tensor, y: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """log p(x|z, y) per image, (B,); with `mask`, of the pixels where it is 1 only."""
+        return self.likelihood.log_prob(self.raw_decode(z, y), x, mask)
 
 
 class VAE(LikelihoodDecoder, GaussianAutoencoder):
@@ -140,16 +164,18 @@ class VAE(LikelihoodDecoder, GaussianAutoencoder):
 
     @classmethod
     def settings_from_data(cls, config: VAEConfig, facts):
+        config = super().settings_from_data(config, facts)
         if config.prior_term == "tc" and config.dataset_size == 0:
             return dataclasses.replace(config, dataset_size=facts.train_images)
         return config
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
-        q = self.encode(batch.x)
+        y = self.side_information(batch)
+        q = self.encode(batch.x, y)
         z = q.sample()  # (B, D)
-        params = self.decoder(z)  # (B, C, H, W) raw likelihood parameters
-        recon = -self.likelihood.log_prob(params, batch.x)  # (B,)  -log p(x|z)
-        kl = q.kl()  # (B,) analytic
+        params = self.raw_decode(z, y)  # (B, C, H, W) raw likelihood parameters
+        recon = -self.likelihood.log_prob(params, batch.x)  # (B,)  -log p(x|z, y)
+        kl = q.kl(self.prior(y, len(z)))  # (B,) analytic, KL(q(z|x, y) || p(z|y))
         terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
         c = self.config
         if c.prior_term == "kl":
@@ -189,11 +215,11 @@ class AE(LikelihoodDecoder, ConvAutoencoderBase):
         self.register_buffer("code_mean", torch.zeros(config.latent_dim))
         self.register_buffer("code_var", torch.ones(config.latent_dim))
 
-    def encode(self, x: Tensor) -> DiagonalGaussian:
+    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
         z = self.encoder(x)
         return DiagonalGaussian(z, torch.full_like(z, -30.0))  # a point mass, for a uniform API
 
-    def latent_code(self, x: Tensor) -> Tensor:
+    def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return self.encoder(x)
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
@@ -207,5 +233,7 @@ class AE(LikelihoodDecoder, ConvAutoencoderBase):
         recon = -self.likelihood.log_prob(params, batch.x)
         return {"loss": recon.mean(), "recon": recon.mean()}, self.likelihood.mean(params)
 
-    def prior_sample(self, n: int) -> Tensor:
-        return self.code_mean + self.code_var.sqrt() * torch.randn(n, self.config.latent_dim, device=self.device)
+    def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
+        """The Gaussian fitted to the training codes, for n codes."""
+        n = 1 if n is None else n
+        return DiagonalGaussian(self.code_mean.expand(n, -1), self.code_var.clamp_min(1e-12).log().expand(n, -1))

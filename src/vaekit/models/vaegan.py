@@ -9,6 +9,14 @@ with z_p ~ N(0, I). The usual weighting (Larsen et al., eq. 9 / Algorithm 1) spl
 the encoder minimises beta * L_KL + L_llike, the decoder gamma * L_llike + L_GAN; the
 discriminator minimises L_D only (the similarity never trains it). Three parameter groups, stepped
 together after all three gradients are computed, each from its own loss.
+
+CVAE-GAN (the seed's sec. 3.2), with `condition = "label"`: encoder and decoder take the label y
+(a CVAE, vaekit.conditioning) and the discriminator outputs k + 1 classes, the last for generated
+images. With CE(p, c) = -log p_c:
+    L_G = L_KL + L_llike + CE(D(Dec(z, y)), y) + CE(D(Dec(Enc(x, y), y)), y)
+    L_D = CE(D(x), y) + CE(D(Dec(z, y)), y_fake) + CE(D(Dec(Enc(x, y), y)), y_fake)
+split over encoder and decoder as above, z ~ p(z|y). Other conditions (an image part) keep the
+real/fake discriminator of eq. 2-3 with a conditional encoder and decoder.
 """
 
 from __future__ import annotations
@@ -16,12 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from ..conditioning import ConditionConfig
 from ..errors import ConfigError
 from ..nn import ConvEncoder
 from ..nn.config import NetworkConfig
-from ..objectives.adversarial import discriminator_loss, generator_loss
+from ..objectives.adversarial import class_loss, discriminator_loss, generator_loss
 from ..objectives.image_losses import l2_loss
 from ..precision import full_precision
 from .base import Batch
@@ -29,7 +39,7 @@ from .vae import GaussianAutoencoder
 
 
 @dataclass(frozen=True)
-class VAEGANConfig(NetworkConfig):
+class VAEGANConfig(NetworkConfig, ConditionConfig):
     beta: float = 1.0  # weight of the KL in the encoder's loss
     gamma: float = 1.0  # Larsen's gamma: the decoder's weight on L_llike against the GAN term
     adversarial_weight: float = 1.0  # weight of the decoder's GAN term (eq. 2's -log D terms)
@@ -48,6 +58,7 @@ class VAEGANConfig(NetworkConfig):
         for name in ("beta", "gamma", "adversarial_weight", "pixel_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
+        self.check_condition()
 
 
 class VAEGAN(GaussianAutoencoder):
@@ -58,33 +69,54 @@ class VAEGAN(GaussianAutoencoder):
     def __init__(self, config: VAEGANConfig, image_shape):
         super().__init__(config, image_shape)  # encoder and decoder
         c = config
-        self.discriminator = ConvEncoder(image_shape, 1, c.discriminator_channels, c.max_channels,
-                                         c.discriminator_norm, downsamples=c.downsamples)
+        self.classes = c.classes if self.side.is_label else 0  # k; the discriminator's outputs are k + 1, or 1
+        self.discriminator = ConvEncoder(image_shape, self.classes + 1 if self.classes else 1,
+                                         c.discriminator_channels, c.max_channels, c.discriminator_norm,
+                                         downsamples=c.downsamples)
         stages = sum(isinstance(m, torch.nn.LeakyReLU) for m in self.discriminator.features)
         if not -stages <= c.feature_layer < stages:
             raise ConfigError(f"model.feature_layer={c.feature_layer} but the discriminator has {stages} stages "
                               f"(0..{stages - 1}, or negative from the end)")
 
     def optim_groups(self):
-        return {"loss/encoder": list(self.encoder.parameters()), "loss/decoder": list(self.decoder.parameters()),
+        # the prior network p(z|y) is trained by the KL (the encoder's loss), the embedding e(y) of an
+        # image part by everything the decoder reads it for
+        side = self.side
+        encoder = [*self.encoder.parameters(), *(side.prior_net.parameters() if side.prior_net is not None else ())]
+        decoder = [*self.decoder.parameters(), *(side.embedding.parameters() if side.is_image_part else ())]
+        return {"loss/encoder": encoder, "loss/decoder": decoder,
                 "loss/discriminator": list(self.discriminator.parameters())}
 
     def loss(self, batch: Batch, step: int = 0, phase: int = 0) -> dict[str, Tensor]:
         c, x, l = self.config, batch.x, self.config.feature_layer
-        q = self.encode(x)
+        y = self.side_information(batch)
+        q = self.encode(x, y)
         z = q.sample()  # (B, D)
-        x_tilde = self.decode(z)  # Dec(Enc(x))
-        x_p = self.decode(torch.randn_like(z))  # Dec(z_p)
-        kl = q.kl()  # (B,)
+        prior = self.prior(y, len(z))
+        x_tilde = self.decode(z, y)  # Dec(Enc(x, y), y)
+        x_p = self.decode(prior.sample(), y)  # Dec(z_p, y)
+        kl = q.kl(prior)  # (B,)
 
         real_logit, real_maps = self.discriminator.forward_with_features(x)
         tilde_logit, tilde_maps = self.discriminator.forward_with_features(x_tilde)
         p_logit = self.discriminator(x_p)
         llike = 0.5 * l2_loss(tilde_maps[l], real_maps[l].detach())  # (B,) L_llike^{Dis_l}, sigma = 1
-        gan_g = generator_loss(p_logit) + generator_loss(tilde_logit)  # eq. 2: -log D(x_p) - log D(x~)
-        # eq. 3; the fakes are detached: L_D trains the discriminator only
-        d_real, d_p = discriminator_loss(real_logit, self.discriminator(x_p.detach()))
-        _, d_tilde = discriminator_loss(real_logit, self.discriminator(x_tilde.detach()))
+        # the fakes of L_D are detached: L_D trains the discriminator only
+        p_logit_d, tilde_logit_d = self.discriminator(x_p.detach()), self.discriminator(x_tilde.detach())
+        if self.classes:  # CVAE-GAN (sec. 3.2): k + 1 classes, the last one "generated"
+            labels = batch.y
+            fake = torch.full_like(labels, self.classes)
+            gan_g = class_loss(p_logit, labels) + class_loss(tilde_logit, labels)
+            d_real, d_p, d_tilde = (class_loss(real_logit, labels), class_loss(p_logit_d, fake),
+                                    class_loss(tilde_logit_d, fake))
+            real_prob = F.softmax(full_precision(real_logit), 1)
+            p_prob = F.softmax(full_precision(p_logit), 1)
+            d_x, d_xp = 1 - real_prob[:, -1], 1 - p_prob[:, -1]  # P(not generated)
+        else:
+            gan_g = generator_loss(p_logit) + generator_loss(tilde_logit)  # eq. 2: -log D(x_p) - log D(x~)
+            d_real, d_p = discriminator_loss(real_logit, p_logit_d)  # eq. 3
+            _, d_tilde = discriminator_loss(real_logit, tilde_logit_d)
+            d_x, d_xp = torch.sigmoid(full_precision(real_logit)), torch.sigmoid(full_precision(p_logit))
         pixel = 0.5 * l2_loss(x_tilde, x)  # (B,)
 
         encoder_loss = c.beta * kl + llike + c.pixel_weight * pixel
@@ -95,8 +127,9 @@ class VAEGAN(GaussianAutoencoder):
             "kl": kl.mean(), "llike": llike.mean(), "recon": pixel.mean(),
             "adv/g": gan_g.mean(), "adv/d_real": d_real.mean(), "adv/d_sample": d_p.mean(),
             "adv/d_rec": d_tilde.mean(),
-            "adv/D(x)": torch.sigmoid(full_precision(real_logit)).mean(),
-            "adv/D(x_p)": torch.sigmoid(full_precision(p_logit)).mean(),
+            "adv/D(x)": d_x.mean(), "adv/D(x_p)": d_xp.mean(),
+            **({"adv/D_label_accuracy": (real_logit[:, :-1].argmax(1) == batch.y).float().mean()}
+               if self.classes else {}),
         }
 
     def curve_panels(self) -> list[tuple[str, list[str], dict[str, float]]]:

@@ -1,5 +1,6 @@
 """The GAN losses (Goodfellow et al. 2014), written once: non-saturating generator loss and the
-discriminator's cross-entropy, on logits, per image (B,)."""
+discriminator's cross-entropy, on logits, per image (B,); and the cross-entropy of a (k + 1)-class
+discriminator (CVAE-GAN, SSL-GAN: the seed's sec. 3.2-3.3)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,8 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> tuple[Tensor
     discriminator's loss must not reach the generator."""
     real_logits, fake_logits = full_precision(real_logits), full_precision(fake_logits)
     return F.softplus(-real_logits).flatten(1).sum(1), F.softplus(fake_logits).flatten(1).sum(1)
+
+
+def class_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """CrossEntropy(softmax(logits), label) = -log D_label(x) of a (k + 1)-class discriminator. (B,)"""
+    return F.cross_entropy(full_precision(logits), labels, reduction="none")

@@ -1,0 +1,115 @@
+"""Image completion: fill the missing half of an image from its kept half (the seed's sec. 4.4.1).
+
+Two ways, one entry point (`complete`):
+- a CVAE conditioned on the kept part (model.condition = that half, or "half"): decode draws of
+  z ~ p(z|y) with y the kept part (the seed's figure 8), or the prior's mean for a point estimate;
+- any unconditional model, by inference on the observed pixels:
+  "optimise": z* = argmax_z log p(x_obs | z) + log p(z), the likelihood over the kept pixels only
+  (Adam on z from the code of the mean-filled image), then decode z*; needs a likelihood p(x|z);
+  "iterate": x_0 = kept pixels, the rest the training mean; x_{t+1} = kept pixels of x, the rest
+  Dec(Enc(x_t)) (a deterministic version of Rezende et al. 2014's sec. 5.3 pseudo-Gibbs chain);
+  any model with an encoder.
+The kept pixels are always pasted back: a completion changes only the missing region.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .conditioning import HALVES, keep_mask, kept_part
+from .errors import ConfigError
+from .models.base import eval_mode
+
+METHODS = ("auto", "prior", "optimise", "iterate")
+
+
+def completion_method(model, keep: str, method: str = "auto") -> str:
+    """The method `complete` uses for `model` and kept half `keep`, or a one-line refusal."""
+    if method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if keep not in HALVES:
+        raise ConfigError(f"--keep must be one of {', '.join(HALVES)}, got {keep!r}")
+    cond = model.condition
+    if cond == "label":
+        raise ConfigError("a label-conditional model cannot complete images; train a CVAE on an image part "
+                          "(--set model.condition=left) or complete with an unconditional model")
+    if cond != "none":
+        if method not in ("auto", "prior"):
+            raise ConfigError(f"a model conditioned on an image part completes from its prior p(z|y); --method "
+                              f"{method} is for unconditional models")
+        if cond not in (keep, "half"):
+            raise ConfigError(f"this model was trained to complete from the {cond} half, not the {keep} half "
+                              "(train with --set model.condition=half to complete from any half)")
+        if not hasattr(model, "side"):
+            raise ConfigError("completion by a conditional multi-stage model is not supported")
+        return "prior"
+    if method == "prior":
+        raise ConfigError("--method prior needs a model conditioned on the kept part (cvae with model.condition=...)")
+    if method == "auto":
+        return "optimise" if hasattr(model, "log_likelihood") else "iterate"
+    if method == "optimise" and not hasattr(model, "log_likelihood"):
+        raise ConfigError("--method optimise needs a model with a likelihood p(x|z); use --method iterate")
+    return method
+
+
+def complete(model, x: Tensor, keep: str, method: str = "auto", *, fill: Tensor | None = None,
+             mean: bool = False, steps: int = 100, lr: float = 0.05, on_step=None) -> Tensor:
+    """Completions of images x (B, C, H, W) from their `keep` half; the kept pixels are x's own.
+    mean=True: the point estimate (the prior's mean for a CVAE) instead of a draw. `fill` (C, H, W):
+    the first guess of the missing pixels for inference (default 0.5). `on_step()` is called after
+    each of the `steps` steps of inference."""
+    method = completion_method(model, keep, method)
+    device = model.device
+    x = x.to(device)
+    mask = keep_mask(keep, *x.shape[-2:], device=device)  # (1, 1, H, W)
+    fill = torch.full_like(x[0], 0.5) if fill is None else fill.to(device)
+    with eval_mode(model):
+        if method == "prior":
+            y = kept_part(x, mask)
+            prior = model.prior(y, len(x))
+            guess = model.decode(prior.mode() if mean else prior.sample(), y)
+        elif method == "iterate":
+            guess = _iterate(model, x, mask, fill, steps, on_step)
+        else:
+            guess = _optimise(model, x, mask, fill, steps, lr, on_step)
+    return mask * x + (1 - mask) * guess
+
+
+def _iterate(model, x: Tensor, mask: Tensor, fill: Tensor, steps: int, on_step) -> Tensor:
+    current = mask * x + (1 - mask) * fill
+    for _ in range(steps):
+        current = mask * x + (1 - mask) * model.reconstruct(current)
+        if on_step is not None:
+            on_step()
+    return current
+
+
+def _optimise(model, x: Tensor, mask: Tensor, fill: Tensor, steps: int, lr: float, on_step) -> Tensor:
+    start = mask * x + (1 - mask) * fill
+    z = model.latent_code(start).detach().clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([z], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            log_joint = model.log_likelihood(x, z, mask=mask) + model.prior(None, len(z)).log_prob(z)
+            (grad,) = torch.autograd.grad(-log_joint.sum(), z)  # the weights get no gradient
+            z.grad = grad
+            optimiser.step()
+            if on_step is not None:
+                on_step()
+    return model.decode(z.detach())
+
+
+def completion_rows(model, x: Tensor, keep: str, method: str = "auto", **options) -> tuple[Tensor, list[str]]:
+    """Rows: the kept part (the missing half grey), the completion, the truth. -> (3 * B, C, H, W)"""
+    x = x.to(model.device)
+    mask = keep_mask(keep, *x.shape[-2:], device=x.device)
+    shown = mask * x + (1 - mask) * 0.5
+    return torch.cat([shown, complete(model, x, keep, method, **options), x]), ["kept", "completion", "truth"]
+
+
+def region_box(keep: str, height: int, width: int) -> tuple[slice, slice]:
+    """The rows and columns of the missing half when `keep` is kept."""
+    full_h, full_w, half_h, half_w = slice(0, height), slice(0, width), height // 2, width // 2
+    return {"left": (full_h, slice(half_w, width)), "right": (full_h, slice(0, half_w)),
+            "top": (slice(half_h, height), full_w), "bottom": (slice(0, half_h), full_w)}[keep]

@@ -1,0 +1,235 @@
+"""Side information y: what a conditional model is told besides the image (Sohn et al. 2015; "When
+VAEs meet GANs", sec. 2.2 and 4.4).
+
+    log p(x|y) >= E_q(z|x,y)[log p(x|y,z)] - KL(q(z|x,y) || p(z|y))        (seed, sec. 2.2)
+
+y is a class label (one-hot) or a part of the image itself: the kept left / right / top / bottom
+half, or a half chosen at random per image ("half") so one model completes any of the four. As a
+tensor, y is always float: a one-hot (B, k), or the kept pixels and their mask (B, C + 1, H, W), so
+it can be interpolated and built by hand (`one_hot`, `kept_part`). y enters
+- the encoder as extra input channels (one-hot planes, or the kept pixels and mask),
+- the decoder and the prior network as a vector e(y): the one-hot itself, or a learned
+  convolutional embedding of the kept part,
+and the prior p(z|y) is N(0, I) or, with `prior = "learned"`, Sohn et al.'s conditional prior
+network N(mu(y), diag sigma^2(y)); its KL to q(z|x,y) is closed-form (`DiagonalGaussian.kl`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import applies_when
+from .distributions import DiagonalGaussian, StandardNormal
+from .errors import ConfigError
+
+HALVES = ("left", "right", "top", "bottom")
+CONDITIONS = ("none", "label", *HALVES, "half")
+PRIORS = ("standard", "learned")
+
+
+def _is_label(c) -> bool:
+    return c.condition == "label"
+
+
+def _is_conditional(c) -> bool:
+    return c.condition != "none"
+
+
+def _is_image_part(c) -> bool:
+    return c.condition in (*HALVES, "half")
+
+
+@dataclass(frozen=True)
+class ConditionConfig:
+    """The side-information settings of a model that can be conditional (VAE, VAE-GAN)."""
+
+    condition: str = "none"  # none | label | left | right | top | bottom (the kept half) | half (any, at random)
+    classes: int = field(default=0, metadata=applies_when(_is_label, "model.condition = 'label'"))
+    #   k, the number of classes; 0 = from the data, set by the run
+    prior: str = field(default="standard", metadata=applies_when(_is_conditional, "model.condition is not 'none'"))
+    #   standard: p(z|y) = N(0, I) | learned: Sohn et al.'s prior network N(mu(y), sigma(y))
+    condition_features: int = field(default=64, metadata=applies_when(_is_image_part,
+                                                                       "model.condition is an image part"))
+    #   width of the learned embedding e(y) of the kept part
+
+    def check_condition(self) -> None:
+        if self.condition not in CONDITIONS:
+            raise ConfigError(f"model.condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}")
+        if self.prior not in PRIORS:
+            raise ConfigError(f"model.prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        if self.classes < 0 or self.condition_features < 1:
+            raise ConfigError("model.classes must be >= 0 and model.condition_features >= 1")
+
+
+def classes_from_data(config, classes: int):
+    """`config` with `classes` filled from the data (a run's `settings_from_data`); a label-conditional
+    model on data without labels, or with more classes than set, is refused."""
+    if config.condition != "label":
+        return config
+    if classes == 0:
+        raise ConfigError("model.condition = 'label' needs a dataset with class labels; this one has none "
+                          "(condition on an image part instead, e.g. --set model.condition=left)")
+    if config.classes == 0:
+        return dataclasses.replace(config, classes=classes)
+    if config.classes < classes:
+        raise ConfigError(f"model.classes = {config.classes} but the data has {classes} classes")
+    return config
+
+
+def one_hot(labels: Tensor, classes: int) -> Tensor:
+    """Integer labels (B,) -> float one-hot side information (B, classes)."""
+    labels = torch.as_tensor(labels)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ConfigError(f"labels must lie in [0, {classes - 1}], got {int(labels.min())}..{int(labels.max())}")
+    return F.one_hot(labels.long(), classes).float()
+
+
+def keep_mask(keep: str, height: int, width: int, device=None) -> Tensor:
+    """1 on the kept half of an image, 0 on the missing one. (1, 1, H, W)"""
+    if keep not in HALVES:
+        raise ConfigError(f"the kept part must be one of {', '.join(HALVES)}, got {keep!r}")
+    m = torch.zeros(1, 1, height, width, device=device)
+    if keep == "left":
+        m[..., : width // 2] = 1
+    elif keep == "right":
+        m[..., width // 2:] = 1
+    elif keep == "top":
+        m[..., : height // 2, :] = 1
+    else:
+        m[..., height // 2:, :] = 1
+    return m
+
+
+def kept_part(x: Tensor, mask: Tensor) -> Tensor:
+    """Side information from an image: its kept pixels (the rest zero) and the mask. (B, C + 1, H, W)"""
+    mask = mask.expand(x.shape[0], 1, *x.shape[-2:]).to(x)
+    return torch.cat([x * mask, mask], 1)
+
+
+def random_half_masks(n: int, height: int, width: int, device=None) -> Tensor:
+    """One of the four halves per image, uniformly at random (torch's RNG). (n, 1, H, W)"""
+    masks = torch.cat([keep_mask(k, height, width, device) for k in HALVES])  # (4, 1, H, W)
+    return masks[torch.randint(len(HALVES), (n,), device=device)]
+
+
+class SideInformation(nn.Module):
+    """y for one model: made from a batch, embedded for the decoder and prior, and the prior p(z|y).
+
+    `encoder_channels` extra input channels the encoder takes, `width` the size of e(y)."""
+
+    def __init__(self, config, image_shape: tuple[int, int, int]):
+        super().__init__()
+        from .nn import ConvEncoder
+
+        c = config
+        self.condition, self.latent_dim = getattr(c, "condition", "none"), c.latent_dim
+        channels, height, width = image_shape
+        self.image_shape = tuple(image_shape)
+        if self.condition == "none":
+            self.encoder_channels = self.width = 0
+        elif self.condition == "label":
+            if c.classes < 1:
+                raise ConfigError("model.classes must be set for model.condition = 'label' (the run sets it "
+                                  "from the data)")
+            self.encoder_channels = self.width = c.classes
+        else:
+            self.encoder_channels = channels + 1
+            self.width = c.condition_features
+            self.embedding = ConvEncoder((channels + 1, height, width), c.condition_features, c.base_channels,
+                                         c.max_channels, c.norm, downsamples=c.downsamples)
+        self.prior_net = None
+        if self.condition != "none" and c.prior == "learned":
+            hidden = max(64, 2 * c.latent_dim)
+            self.prior_net = nn.Sequential(nn.Linear(self.width, hidden), nn.LeakyReLU(0.2),
+                                           nn.Linear(hidden, 2 * c.latent_dim))
+            nn.init.zeros_(self.prior_net[-1].weight)  # starts as N(0, I)
+            nn.init.zeros_(self.prior_net[-1].bias)
+
+    @property
+    def is_label(self) -> bool:
+        return self.condition == "label"
+
+    @property
+    def is_image_part(self) -> bool:
+        return self.condition not in ("none", "label")
+
+    def from_batch(self, x: Tensor, labels: Tensor | None) -> Tensor | None:
+        """The side information of images x (B, C, H, W) with their labels (B,) or None."""
+        if self.condition == "none":
+            return None
+        if self.condition == "label":
+            if labels is None:
+                raise ConfigError("this model is conditioned on class labels, and the images came without any")
+            return one_hot(labels, self.width).to(x.device)
+        h, w = x.shape[-2:]
+        mask = random_half_masks(len(x), h, w, x.device) if self.condition == "half" else \
+            keep_mask(self.condition, h, w, x.device)
+        return kept_part(x, mask)
+
+    def check(self, y: Tensor | None, n: int) -> None:
+        if self.condition == "none":
+            return
+        if y is None:
+            raise ConfigError(f"this model is conditional ({self.condition}): give it side information y")
+        expected = (n, self.width) if self.is_label else (n, self.encoder_channels, *self.image_shape[1:])
+        if tuple(y.shape) != expected:
+            raise ConfigError(f"side information y must have shape {expected}, got {tuple(y.shape)}")
+
+    def encoder_input(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """x with y as extra channels (one-hot planes, or the kept pixels and mask)."""
+        if self.condition == "none":
+            return x
+        self.check(y, len(x))
+        if self.is_label:
+            y = y[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        return torch.cat([x, y.to(x)], 1)
+
+    def embed(self, y: Tensor) -> Tensor:
+        """e(y), (B, width): what the decoder and the prior network read."""
+        return y if self.is_label else self.embedding(y)
+
+    def decoder_input(self, z: Tensor, y: Tensor | None) -> Tensor:
+        if self.condition == "none":
+            return z
+        self.check(y, len(z))
+        return torch.cat([z, self.embed(y).to(z)], 1)
+
+    def prior(self, y: Tensor | None, n: int | None, device) -> DiagonalGaussian:
+        """p(z|y) for a batch: N(0, I) (n codes, or one per y) or the prior network's Gaussian."""
+        if self.prior_net is None:
+            count = n if y is None else len(y)
+            if count is None:
+                raise ValueError("the prior needs a batch size n or side information y")
+            return StandardNormal(count, self.latent_dim, device)
+        self.check(y, len(y) if n is None else n)
+        mu, logvar = self.prior_net(self.embed(y)).chunk(2, dim=1)
+        return DiagonalGaussian(mu, logvar)
+
+
+def side_information_for_samples(model, data, start: int, stop: int, seed: int = 0) -> Tensor | None:
+    """y for samples number start..stop-1 of a fixed series: labels cycling through every class (the
+    same number of samples per class), or the kept parts of a fixed uniform sample of `data`'s images.
+    None for an unconditional model."""
+    from .data import fixed_sample
+    from .models.base import Batch
+
+    if model.condition == "none":
+        return None
+    n = len(data)
+    order = fixed_sample(n, n, seed)
+    idx = order[torch.arange(start, stop) % n]
+    classes = data_classes(data)
+    labels = torch.arange(start, stop) % classes if classes else None
+    return model.side_information(Batch(data.batch(idx).to(model.device), labels))
+
+
+def data_classes(data) -> int:
+    """The number of classes of a labelled dataset; 0 without labels."""
+    if data.labels is None or len(data.labels) == 0:
+        return 0
+    return max(len(data.classes or ()), int(data.labels.max()) + 1)

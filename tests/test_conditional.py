@@ -1,0 +1,180 @@
+"""Side information through the front door: CVAE and CVAE-GAN runs, class-conditional generation,
+style transfer and image completion (CVAE from the kept half; any unconditional model by inference),
+with what they measure."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from vaekit.cli.main import main
+from vaekit.completion import complete, region_box
+from vaekit.conditioning import keep_mask, kept_part, one_hot
+from vaekit.runs import load_run, load_split
+
+SMALL = ["--set", "model.latent_dim=8", "--set", "model.base_channels=16", "--set", "model.max_channels=32",
+         "--set", "train.eval_every=0", "--iw-samples", "0", "--quiet"]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def cvae_digits(tmp_path_factory):
+    """A CVAE on the 8x8 digits, trained long enough to use its labels."""
+    out = tmp_path_factory.mktemp("cond") / "cvae"
+    assert main(["train", "cvae", "--data", "digits", "--steps", "300", "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def test_samples_for_label_c_are_classified_as_c_well_above_chance(cvae_digits, capsys):
+    code, out, err = run(capsys, "evaluate", cvae_digits, "--json", "--iw-samples", "4", "--iw-images", "50",
+                         "--samples", "1000", "--pairs", "100", "--quiet")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["conditional/chance_accuracy"] == pytest.approx(0.1)
+    assert result["conditional/label_accuracy"] > 0.3  # chance is 0.1; ~0.58 at 300 steps
+    assert sum(result[f"conditional/label_accuracy/{c}"] > 0.5 for c in range(10)) >= 4
+    assert "conditional/fd/9" in result and result["conditional/fd_mean_over_classes"] > 0
+    assert result["test/iwae_nll"] > 0  # a bound on -log p(x|y)
+
+
+def test_a_decoder_that_ignores_the_label_is_caught(cvae_digits):
+    """The measure of the test above can fail: samples decoded with the labels zeroed are at chance."""
+    from vaekit.metrics.evaluate import class_conditional_quality
+    from vaekit.metrics.feature_net import extract_features, get_feature_net
+
+    cfg, model, _ = load_run(cvae_digits)
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    net, _ = get_feature_net(train, test)
+    torch.manual_seed(0)
+    labels = torch.arange(1000) % 10
+    y = one_hot(labels, 10)
+    right, blind = model.sample(1000, y), model.sample(1000, torch.zeros_like(y) + 0.1)
+    f_test = extract_features(net, test)
+    acc = {name: class_conditional_quality(net, x, extract_features(net, x), f_test, test.labels)
+           ["conditional/label_accuracy"] for name, x in (("right", right), ("blind", blind))}
+    assert acc["right"] > 0.3 and acc["blind"] < 0.2
+
+
+def test_generate_and_style_transfer_from_the_command_line(cvae_digits, capsys, tmp_path):
+    names = {p.name for p in cvae_digits.iterdir()}
+    assert {"classes.png", "style_transfer.png"} <= names
+    assert "![classes](classes.png)" in (cvae_digits / "report.md").read_text()
+    code, out, err = run(capsys, "generate", cvae_digits, "--label", 3, "-n", 16, "-o", tmp_path / "g.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "g.png").size == ((4 * 10 + 2) * 8, (4 * 10 + 2) * 8)  # 4 x 4 of 8 px, scaled 8x
+    code, out, err = run(capsys, "style-transfer", cvae_digits, "-n", 3, "-o", tmp_path / "s.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "s.png").size == ((11 * 10 + 2) * 8, (3 * 10 + 2) * 8)  # image + 10 labels per row
+    code, _, err = run(capsys, "generate", cvae_digits, "--label", 10, "-o", tmp_path / "bad.png")
+    assert code == 2 and "--label must lie in [0, 9]" in err and not (tmp_path / "bad.png").exists()
+    code, _, err = run(capsys, "complete", cvae_digits, "--keep", "left", "-o", tmp_path / "c.png")
+    assert code == 2 and "label-conditional" in err
+
+
+def test_style_transfer_keeps_the_code_and_changes_the_class(cvae_digits):
+    """Each row decodes one code with every label: the classifier reads the column's label."""
+    from vaekit.metrics.feature_net import get_feature_net
+    from vaekit.uses import style_transfer_grid
+
+    cfg, model, _ = load_run(cvae_digits)
+    test = load_split(cfg, "test")
+    net, _ = get_feature_net(load_split(cfg, "train"), test)
+    idx = torch.arange(20)
+    grid = style_transfer_grid(model, test.batch(idx), test.labels[idx], 10).view(20, 11, 1, 8, 8)
+    predicted = net.eval()(grid[:, 1:].flatten(0, 1)).argmax(1).view(20, 10)
+    assert (predicted == torch.arange(10)).float().mean() > 0.3  # chance 0.1
+
+
+def test_generate_refuses_an_unconditional_run(tmp_path, capsys):
+    out = tmp_path / "vae"
+    assert main(["train", "vae", "--data", "digits", "--steps", "5", "--out", str(out), *SMALL]) == 0
+    code, _, err = run(capsys, "generate", out, "--label", 1, "-o", tmp_path / "g.png")
+    assert code == 2 and "not conditioned on class labels" in err and not (tmp_path / "g.png").exists()
+    # completion of any unconditional model by inference, both methods; the kept half is the input's own
+    for method in ("optimise", "iterate"):
+        code, msg, err = run(capsys, "complete", out, "--keep", "top", "-n", 4, "--method", method, "--steps", 5,
+                             "-o", tmp_path / f"{method}.png")
+        assert code == 0, err
+        assert f"method {method}" in msg and Image.open(tmp_path / f"{method}.png").size == ((4 * 10 + 2) * 8,
+                                                                                             (3 * 10 + 2) * 8)
+    code, _, err = run(capsys, "complete", out, "--keep", "top", "--method", "prior", "-o", tmp_path / "p.png")
+    assert code == 2 and "--method prior needs" in err
+    code, msg, err = run(capsys, "evaluate", out, "--json", "--iw-samples", "0", "--samples", "0", "--completion",
+                         "right", "--completion-images", "50", "--quiet")
+    assert code == 0, err
+    result = json.loads(msg)
+    assert result["completion/right/images"] == 50 and result["completion/right/method"] == "optimise"
+    assert 0 <= result["completion/right/mse"] and "completion/right/baseline_mse" in result
+
+
+def test_a_cvae_on_the_left_half_completes_from_it(tmp_path, capsys):
+    out = tmp_path / "left"
+    assert main(["train", "cvae", "--data", "digits", "--steps", "200", "--out", str(out), *SMALL,
+                 "--set", "model.condition=left", "--set", "model.prior=learned"]) == 0
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    # the completed right half, the prior's mean decoded, beats the training mean's right half
+    assert evaluation["completion/left/method"] == "prior"
+    assert evaluation["completion/left/mse"] < evaluation["completion/left/baseline_mse"]
+    assert (out / "completions.png").exists()
+    code, _, err = run(capsys, "complete", out, "--keep", "left", "-n", 4, "-o", tmp_path / "c.png")
+    assert code == 0, err
+    code, _, err = run(capsys, "complete", out, "--keep", "right", "-o", tmp_path / "r.png")
+    assert code == 2 and "left half, not the right half" in err
+    code, _, err = run(capsys, "sample", out, "-n", 4, "-o", tmp_path / "s.png")  # kept halves of test images
+    assert code == 0, err
+
+
+def test_completion_changes_only_the_missing_half():
+    from conftest import tiny_settings
+    from vaekit.models import build_model, model_config
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 16, 16)
+    for name, over in (("vae", {}), ("cvae", {"condition": "half", "prior": "learned"})):
+        model = build_model(name, model_config(name, tiny_settings(name, over)), (1, 16, 16))
+        for keep in ("left", "right", "top", "bottom"):
+            done = complete(model, x, keep, steps=3)
+            mask = keep_mask(keep, 16, 16).bool().expand_as(x)
+            assert torch.equal(done[mask], x[mask])
+            rows, cols = region_box(keep, 16, 16)
+            assert not torch.equal(done[..., rows, cols], x[..., rows, cols])
+            assert kept_part(x, keep_mask(keep, 16, 16)).shape == (3, 2, 16, 16)
+
+
+def test_cvae_gan_trains_and_generates_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "gan"
+    assert main(["train", "cvae_gan", "--data", "digits", "--steps", "10", "--out", str(out), *SMALL]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["lr"] == 1e-4 and saved["train"]["batch_size"] == 100  # the seed's GAN learning rate
+    assert saved["model"]["classes"] == 10 and saved["classes"] == 10  # from the data
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss/encoder", "loss/decoder", "loss/discriminator", "adv/D_label_accuracy"} <= set(rows[-1])
+    code, _, err = run(capsys, "generate", out, "--label", 7, "-n", 4, "-o", tmp_path / "g.png")
+    assert code == 0, err
+
+
+def test_a_label_conditional_model_on_unlabelled_data_is_refused(tmp_path, capsys):
+    from conftest import blob_images
+
+    root = tmp_path / "flat"  # an image folder without class subfolders: no labels
+    root.mkdir()
+    for i, img in enumerate(blob_images(20, 16)):
+        Image.fromarray(img[0].numpy(), "L").save(root / f"{i:02d}.png")
+    code, _, err = run(capsys, "train", "cvae", "--data", "image-folder", "--set", f"data.root={root}", "--steps", "2", "--batch-size", "4",
+                       "--out", tmp_path / "x")
+    assert code == 2 and "needs a dataset with class labels" in err and not (tmp_path / "x").exists()
+    code, _, err = run(capsys, "train", "vae", "--data", "digits", "--steps", "2", "--out", tmp_path / "y",
+                       "--set", "model.classes=3")
+    assert code == 2 and "model.classes applies only when model.condition = 'label'" in err
+    code, _, err = run(capsys, "train", "cvae", "--data", "digits", "--steps", "2", "--out", tmp_path / "z",
+                       "--set", "model.classes=3")
+    assert code == 2 and "model.classes = 3 but the data has 10 classes" in err
+    code, _, err = run(capsys, "train", "btcvae", "--data", "digits", "--steps", "2", "--out", tmp_path / "w",
+                       "--set", "model.condition=label", "--set", "model.prior=learned")
+    assert code == 2 and "prior_term = 'tc'" in err
