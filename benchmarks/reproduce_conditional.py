@@ -79,7 +79,7 @@ def train(model: str, data: dict, steps: int, seed: int, run_dir: Path, extra: l
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
     try:
-        result = train_run(cfg, run_dir, progress=False, final_iw_samples=0)
+        result = train_run(cfg, run_dir, progress=True, final_iw_samples=0)  # its progress bar and evaluation steps
     except TrainingDiverged as e:
         return {"diverged": str(e)}
     return {**result, "wall_seconds": round(time.perf_counter() - t0, 1)}
@@ -141,7 +141,7 @@ def main() -> None:
                 cfg, m, saved = load_run(run_dir)
                 train_data, test = load_split(cfg, "train"), load_split(cfg, "test")
                 classes = saved["classes"]
-                q = evaluate_samples(m, train_data, test, samples=args.samples, pairs=2000, seed=seed)
+                q = evaluate_samples(m, train_data, test, samples=args.samples, pairs=2000, seed=seed, progress=True)
                 samples = draw_samples(m, min(args.samples, 2000), classes)
                 row = {"seed": seed, "train_seconds": ev["train_seconds_this_session"],
                        "test_ssim": ev["test/ssim"], "test_elbo": ev.get("test/elbo"),

@@ -17,14 +17,17 @@ def _require_labels(model) -> None:
                           "conditional generation and style transfer need a label-conditional run (cvae, cvae_gan)")
 
 
+def _y(model, labels: Tensor) -> Tensor:
+    return one_hot(labels, model.classes).to(model.device)
+
+
 @inference
 def generate(model, label: int, n: int, classes: int) -> Tensor:
-    """n samples for class `label`: z ~ p(z|y), decoded with y. (n, C, H, W)"""
+    """n samples for class `label` (of the data's `classes`): z ~ p(z|y), decoded with y. (n, C, H, W)"""
     _require_labels(model)
     if not 0 <= label < classes:
         raise ConfigError(f"--label must lie in [0, {classes - 1}], got {label}")
-    y = one_hot(torch.full((n,), label), classes).to(model.device)
-    return model.sample(n, y)
+    return model.sample(n, _y(model, torch.full((n,), label)))
 
 
 @inference
@@ -32,17 +35,18 @@ def class_grid(model, classes: int, per_class: int = 10) -> Tensor:
     """One row per class, `per_class` samples each. (classes * per_class, C, H, W)"""
     _require_labels(model)
     labels = torch.arange(classes).repeat_interleave(per_class)
-    return model.sample(len(labels), one_hot(labels, classes).to(model.device))
+    return model.sample(len(labels), _y(model, labels))
 
 
 @inference
 def style_transfer_grid(model, x: Tensor, labels: Tensor, classes: int) -> Tensor:
     """Each row: an image, then its code z = mean of q(z|x, y) (y its own label) decoded with every
-    label 0..k-1: the style of the image, the class of the column. (rows * (k + 1), C, H, W)"""
+    label 0..k-1 of the data's `classes`: the style of the image, the class of the column.
+    (rows * (k + 1), C, H, W)"""
     _require_labels(model)
     x = x.to(model.device)
-    z = model.latent_code(x, one_hot(labels, classes).to(model.device))  # (R, D)
-    every = one_hot(torch.arange(classes), classes).to(model.device)  # (k, k)
+    z = model.latent_code(x, _y(model, labels))  # (R, D)
+    every = _y(model, torch.arange(classes))  # (k, model.classes)
     decoded = model.decode(z.repeat_interleave(classes, 0), every.repeat(len(x), 1))
     decoded = decoded.view(len(x), classes, *x.shape[1:])
     return torch.cat([x.unsqueeze(1), decoded], 1).flatten(0, 1)

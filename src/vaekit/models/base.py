@@ -118,6 +118,7 @@ class GenerativeModel(nn.Module):
 
     # --- use ------------------------------------------------------------------------------
     condition: str = "none"  # what side information the model takes (vaekit.conditioning.CONDITIONS)
+    classes: int = 0  # k of a label-conditional model (the width of its one-hot y); 0 otherwise
 
     def side_information(self, batch: Batch) -> Tensor | None:
         """y for the images of `batch` (from its labels or its pixels); None: unconditional."""

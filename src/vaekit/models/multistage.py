@@ -113,6 +113,7 @@ class MultiStageVAE(GenerativeModel):
             raise ConfigError(f"refine loss 'likelihood' needs a base with a likelihood; {config.base!r} has none")
         self.has_posterior = self.base.has_posterior
         self.condition = self.base.condition  # a conditional base (cvae) makes a conditional multi-stage model
+        self.classes = self.base.classes
 
     @classmethod
     def settings_from_data(cls, config: MultiStageConfig, facts):

@@ -69,7 +69,7 @@ class VAEGAN(GaussianAutoencoder):
     def __init__(self, config: VAEGANConfig, image_shape):
         super().__init__(config, image_shape)  # encoder and decoder
         c = config
-        self.classes = c.classes if self.side.is_label else 0  # k; the discriminator's outputs are k + 1, or 1
+        # k + 1 outputs for a label-conditional model (the last: generated), else 1 (real / fake)
         self.discriminator = ConvEncoder(image_shape, self.classes + 1 if self.classes else 1,
                                          c.discriminator_channels, c.max_channels, c.discriminator_norm,
                                          downsamples=c.downsamples)
