@@ -123,3 +123,18 @@ def test_get_feature_net_trains_once_then_loads(data, tmp_path, monkeypatch):
     rgb = _shapes(8, channels=3), _shapes(8, channels=3, split="test")
     with pytest.raises(CheckpointError, match="shape"):
         get_feature_net(*rgb, path=path)
+
+
+def test_a_large_split_trains_on_a_uniform_sample_not_its_first_images():
+    """max_train_images of a split stored class by class must still see every class."""
+    data = _shapes(64)
+    order = torch.argsort(data.labels, stable=True)  # sorted by class: the first 16 are all class 0
+    by_class = ImageDataset("shapes", "train", data.images[order].contiguous(), data.labels[order], SHAPES, "memory")
+    seen = []
+    original = by_class.batch
+    by_class.batch = lambda idx: (seen.append(idx.clone()), original(idx))[1]
+    recipe = dataclasses.replace(TINY_RECIPE, epochs=1, max_train_images=16)
+    _, info = train_feature_net(by_class, _shapes(16, seed=1, split="test"), recipe)
+    used = torch.cat(seen)
+    assert info["n_train"] == 16 and len(used.unique()) == 16
+    assert len(by_class.labels[used].unique()) == 4

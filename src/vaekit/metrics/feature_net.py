@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from ..data.dataset import fixed_sample
+from ..progress import TaskProgress
 from ..errors import CheckpointError, ConfigError
 from ..models.base import eval_mode
 from ..train.checkpoint import read_safetensors, write_json_atomic
@@ -91,7 +93,8 @@ class FeatureNetRecipe:
     lr: float = 1e-3
     widths: tuple[int, ...] = (16, 32, 64)  # 32/64/128 trains ~2x slower on a CPU
     feature_dim: int = 128
-    max_train_images: int | None = None  # None: the whole training split
+    max_train_images: int | None = 120_000  # a fixed uniform sample of a larger split (dSprites' 737,280
+    #                                         images would take ~30 min on 2 cores); None: every image
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.feature_dim < 1:
@@ -159,6 +162,8 @@ def train_feature_net(train_data, test_data, recipe: FeatureNetRecipe = FeatureN
         raise ConfigError(f"feature network supports 1 or 3 channels and 8..128 pixels, got {c}x{h}x{w}; "
                           "pass --size and --channels to bring the data there")
     n = len(train_data) if recipe.max_train_images is None else min(recipe.max_train_images, len(train_data))
+    # a uniform sample, never the first n (a split may be stored by class or by factor)
+    subset = torch.arange(n) if n == len(train_data) else fixed_sample(len(train_data), n, recipe.seed)
     start_time = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
@@ -168,8 +173,9 @@ def train_feature_net(train_data, test_data, recipe: FeatureNetRecipe = FeatureN
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     steps, step = recipe.epochs * math.ceil(n / recipe.batch_size), 0
     net.train()
+    shown = TaskProgress("feature net training", steps, "steps", enabled=progress is not None)
     for epoch in range(recipe.epochs):
-        order = torch.randperm(n, generator=order_rng)
+        order = subset[torch.randperm(n, generator=order_rng)]
         total = 0.0
         for start in range(0, n, recipe.batch_size):
             idx = order[start:start + recipe.batch_size]
@@ -183,9 +189,11 @@ def train_feature_net(train_data, test_data, recipe: FeatureNetRecipe = FeatureN
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
+            shown.advance()
         if progress is not None:
             progress(f"feature net: epoch {epoch + 1}/{recipe.epochs}, train loss {total / n:.4f}, "
                      f"{time.perf_counter() - start_time:.0f} s")
+    shown.close()
     net = net.to(memory_format=torch.contiguous_format)
     accuracy = _accuracy(net, test_data)
     net.eval()
