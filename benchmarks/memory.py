@@ -3,7 +3,9 @@
 --batch-size, to show that the evaluation's peak does not grow with them. Writes
 benchmarks/results/memory.md (and .json) with every command, its peak RSS and its wall time.
 
-    .venv/bin/python benchmarks/memory.py [--steps 100] [--out /tmp/vaekit-memory]
+    .venv/bin/python benchmarks/memory.py [--steps 100] [--out /tmp/vaekit-memory] [--continue]
+
+--continue keeps the rows of benchmarks/results/memory.json and measures only the setups it lacks.
 
 Each command runs as its own process; its peak RSS is the kernel's (os.wait4's ru_maxrss).
 """
@@ -48,7 +50,19 @@ def run(argv: list[str]) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(argv)} failed with exit code {proc.returncode}:\n{''.join(stderr_lines[-5:])}")
     return {"command": shlex.join(["vaekit", *argv[len(VAEKIT):]]), "peak_rss_gib": usage.ru_maxrss / 2**20,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(time.perf_counter() - t0, 1), "commit": _commit()}
+
+
+def _commit() -> str:
+    """The vaekit commit measured (the source tree the command imported)."""
+    import vaekit
+
+    src = Path(vaekit.__file__).resolve().parents[2]
+    try:
+        return subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def write_results(rows: list[dict], steps: int) -> None:
@@ -61,10 +75,12 @@ def write_results(rows: list[dict], steps: int) -> None:
              "training steps per model, `vaekit evaluate` with its defaults otherwise (10,000 samples for sample "
              "quality, fast disentanglement and KL decomposition).", "",
              "Peak resident memory per process (the kernel's ru_maxrss), in GiB:", "",
-             "| setup | what | peak RSS (GiB) | wall (s) | command |", "|---|---|---|---|---|"]
-    lines += [f"| {r['setup']} | {r['what']} | {r['peak_rss_gib']:.2f} | {r['seconds']:.0f} | `{r['command']}` |"
-              for r in rows]
-    lines += ["", f"Largest peak: {worst:.2f} GiB (limit {LIMIT_GIB:g} GiB). For each setup the two `vaekit "
+             "| setup | what | peak RSS (GiB) | wall (s) | command | vaekit commit |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['setup']} | {r['what']} | {r['peak_rss_gib']:.2f} | {r['seconds']:.0f} | `{r['command']}` | "
+              f"{r.get('commit', 'unknown')} |" for r in rows]
+    lines += ["", "Wall times are those of a shared machine: other benchmarks ran beside these commands, so read "
+              "them as upper bounds, and the peaks (which do not depend on the load) as the result.", "",
+              f"Largest peak: {worst:.2f} GiB (limit {LIMIT_GIB:g} GiB). For each setup the two `vaekit "
               "evaluate` rows differ in K (20x) and in --batch-size (5x); one network call of an evaluation holds "
               "at most 500 images (`vaekit.metrics.likelihood.IMAGES_PER_CALL`), so their peaks differ only by "
               "what a batch of 100 or 500 images costs."]
@@ -79,10 +95,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=100, help="training steps per model")
     p.add_argument("--out", default="/tmp/vaekit-memory", help="folder for the run folders")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="keep the measured rows of results/memory.json; measure the setups it has not finished")
     args = p.parse_args()
     out = Path(args.out)
     rows: list[dict] = []
+    saved = HERE / "results" / "memory.json"
+    if args.resume and saved.exists():
+        rows = json.loads(saved.read_text())
+        finished = {name for name, _ in SETUPS if sum(r["setup"] == name for r in rows) == 1 + len(EVALUATIONS)}
+        rows = [r for r in rows if r["setup"] in finished]  # a setup half measured is measured again
     for i, (name, train_args) in enumerate(SETUPS):
+        if any(r["setup"] == name for r in rows):
+            continue
         run_dir = out / f"run{i}"
         if run_dir.exists():
             import shutil
