@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ HAVE_FASHION = (FASHION_DIR / "train-images-idx3-ubyte.gz").exists()
 needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
 TINY = {"latent_dim": 4, "base_channels": 4, "max_channels": 8}
+TINY_SEMI_SUPERVISED = {"width_factor": 0.02, "discriminator_channels": 4, "discriminator_max_channels": 8}
 
 
 def blob_images(n: int, size: int = 16, channels: int = 1, seed: int = 0) -> torch.Tensor:
@@ -76,8 +78,14 @@ def tiny_settings(name: str, overrides: dict | None = None) -> dict:
         stages = [{**{"blocks": 1, "channels": 4}, "loss": s.loss} for s in entry.preset.stages]
         settings = {"base_settings": TINY, "stages": stages}
     else:
-        settings = dict(TINY)
+        fields = {f.name for f in dataclasses.fields(entry.preset)}
+        tiny = {**TINY, **TINY_SEMI_SUPERVISED} if "width_factor" in fields else TINY  # M2's networks
+        settings = {k: v for k, v in tiny.items() if k in fields}
     settings.update(overrides or {})
-    filled = entry.model_class.settings_from_data(model_config(name, settings), DataFacts(1000, 100, classes=4))
-    return {**settings, **{k: v for k, v in to_dict(filled).items()
-                           if k in ("dataset_size", "steps_per_epoch", "base_settings", "classes")}}
+    filled = entry.model_class.settings_from_data(model_config(name, settings),
+                                                  DataFacts(1000, 100, classes=4, labelled_images=100))
+    return {**settings, **{k: v for k, v in to_dict(filled).items() if k in DERIVED}}
+
+
+# the settings a run fills from the data (`settings_from_data`)
+DERIVED = ("dataset_size", "steps_per_epoch", "base_settings", "classes", "train_images", "labelled_images")

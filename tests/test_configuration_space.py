@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, VARIANTS, tiny_settings
+from conftest import DERIVED, VARIANTS, tiny_settings
 from vaekit.config import to_dict
 from vaekit.errors import ConfigError
 from vaekit.models import MODELS
@@ -62,13 +62,13 @@ def _settings(name: str, base: str | None, over: dict | None = None) -> dict:
     if base is None:
         return tiny_settings(name, over)
     settings = tiny_settings(name)
-    base_tiny = {k: v for k, v in tiny_settings(base).items() if k not in ("dataset_size", "steps_per_epoch", "classes")}
-    return {**settings, "base": base, "base_settings": {**base_tiny, **{k: v for k, v in TINY.items()}}}
+    base_tiny = {k: v for k, v in tiny_settings(base).items() if k not in DERIVED}
+    return {**settings, "base": base, "base_settings": base_tiny}
 
 
 def _config(name, base, shape, root, over=None):
     model = {k: v for k, v in _settings(name, base, over).items()}
-    for derived in ("dataset_size", "steps_per_epoch", "classes"):  # the run fills what the model takes from the data
+    for derived in DERIVED:  # the run fills what the model takes from the data
         model.pop(derived, None)
     tree = {"model": model,
             "data": {"name": "image-folder", "root": str(root), "size": shape[1], "channels": shape[0]},

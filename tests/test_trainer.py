@@ -206,3 +206,24 @@ def test_sampler_visits_every_image_once_per_epoch(tiny_data):
     seen = torch.cat([trainer.sampler.indices(s) for s in range(8)])
     assert torch.equal(seen.sort().values, torch.arange(256))
     assert not torch.equal(trainer.sampler.indices(8), trainer.sampler.indices(0))  # new epoch, new order
+
+
+def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_is_read(tmp_path):
+    """The header's 8-byte length leads a safetensors file; a low byte of 0x80 (or "PK") is a pickle's
+    (zip's) magic, yet the file is safetensors and must load, while real pickles are still refused."""
+    import pickle
+
+    from safetensors.torch import save_file
+
+    from vaekit.train.checkpoint import looks_like_pickle, read_safetensors
+
+    path = tmp_path / "x.safetensors"
+    for n in range(1, 400):
+        save_file({"a" * n: torch.zeros(1)}, path)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80" and not looks_like_pickle(path)
+    assert list(read_safetensors(path)) == ["a" * n]
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps({"a": 1}))
+    torch.save({"a": 1}, tmp_path / "t.pt")
+    assert looks_like_pickle(tmp_path / "p.pkl") and looks_like_pickle(tmp_path / "t.pt")

@@ -23,12 +23,26 @@ def _fail_unless(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _is_partly_labelled(c) -> bool:
+    return c.labelled is not None
+
+
+_SEED_MAX = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "fashion-mnist"
     root: str | None = None  # folder with the files; default: the dataset's usual place / $VAEKIT_DATA
     size: int | None = None  # image-folder: resize + centre-crop to size x size
     channels: int | None = None  # image-folder: 1 (gray) or 3 (RGB); default from the files
+    labelled: int | None = None  # semi-supervised: keep this many training labels (balanced over the
+    #                              classes), the rest of the train split unlabelled; None = every label
+    label_seed: int = field(default=0, metadata={"applies_when": (_is_partly_labelled, "data.labelled is set")})
+    #   which images keep their labels
+    labelled_fraction: float = field(default=0.5,
+                                     metadata={"applies_when": (_is_partly_labelled, "data.labelled is set")})
+    #   share of each training batch drawn from the labelled images
 
     def __post_init__(self):
         _fail_unless(not isinstance(self.name, str) or bool(self.name.strip()),
@@ -37,9 +51,12 @@ class DataConfig:
                      "data.root must be a folder path, got ''; drop it or set --set data.root=DIR")
         _fail_unless(self.size is None or self.size >= 8, f"data.size must be >= 8, got {self.size}")
         _fail_unless(self.channels in (None, 1, 3), f"data.channels must be 1 or 3, got {self.channels}")
-
-
-_SEED_MAX = 2**32 - 1
+        _fail_unless(self.labelled is None or self.labelled >= 1,
+                     f"data.labelled must be >= 1 (or drop it to keep every label), got {self.labelled}")
+        _fail_unless(0 <= self.label_seed <= _SEED_MAX, f"data.label_seed must lie in [0, {_SEED_MAX}], got {self.label_seed}")
+        _fail_unless(0 < self.labelled_fraction < 1,
+                     f"data.labelled_fraction must lie strictly between 0 and 1, got {self.labelled_fraction}")
+        refuse_inapplicable(self, "data")
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,10 @@ from .conditioning import HALVES, data_classes, side_information_for_samples
 from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml,
                      run_config_to_dict, to_toml)
 from .data import fixed_sample, load_dataset
+from .data.labelled import balanced_labelled_subset, partly_labelled
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError
+from .metrics.classification import evaluate_classification
 from .metrics.evaluate import evaluate_completion
 from .metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model,
                       evaluate_samples)
@@ -184,6 +186,8 @@ def evaluate_run(model: GenerativeModel, train_data, test_data, options: Evaluat
                             max_images=o.images, batch_size=o.batch_size, seed=o.seed, progress=o.progress)
     result.update(evaluate_disentanglement(model, train_data, o.disentanglement, seed=o.seed, progress=o.progress))
     result.update(evaluate_kl_decomposition(model, train_data, o.kl_decomposition, seed=o.seed, progress=o.progress))
+    result.update(evaluate_classification(model, test_data, images=o.images, seed=o.seed,
+                                          batch_size=o.batch_size, progress=o.progress))
     keep = o.completion
     if keep == "auto":
         keep = {"none": "off", "label": "off", "half": "left"}.get(model.condition, model.condition)
@@ -246,7 +250,17 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     if len(test_data) < 2:  # sample-quality and diversity metrics compare pairs of test images
         raise ConfigError(f"the test split of {test_data.source} has {len(test_data)} image; evaluation needs at "
                           "least 2, so add test images")
-    cfg = _fill_from_data(cfg, len(train_data), data_classes(train_data))
+    kept = None
+    if cfg.data.labelled is not None:
+        if not get_entry(cfg.model_name).model_class.semi_supervised:
+            raise ConfigError(f"data.labelled applies to semi-supervised models (m2, ssl_vaegan); {cfg.model_name} "
+                              "learns from labelled images only or from none; drop data.labelled")
+        if train_data.labels is None:
+            raise ConfigError(f"data.labelled needs a dataset with class labels; {train_data.source} has none")
+        kept = balanced_labelled_subset(train_data.labels, cfg.data.labelled, cfg.data.label_seed)
+        train_data = partly_labelled(train_data, kept)
+    labelled_images = len(kept) if kept is not None else (len(train_data) if train_data.labels is not None else 0)
+    cfg = _fill_from_data(cfg, len(train_data), data_classes(train_data), labelled_images)
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
 
@@ -256,7 +270,8 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     def quick_eval(m, step):
         return evaluate_model(m, test_data, max_images=quick, seed=cfg.train.seed)
 
-    trainer = Trainer(model, train_data, cfg.train, out, evaluate=quick_eval, progress=progress)  # creates `out`
+    trainer = Trainer(model, train_data, cfg.train, out, evaluate=quick_eval, progress=progress,
+                      labelled_fraction=cfg.data.labelled_fraction)  # creates `out`
     lock.acquire()  # before anything is written into `out`; refused, it leaves the other process's folder as it is
     if resume:
         ckpt = latest_checkpoint(out)
@@ -269,10 +284,15 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
         _refuse_if_not_empty(out)
     saved = {**run_config_to_dict(cfg), "image_shape": list(train_data.image_shape),
              "data_source": train_data.source, "train_images": len(train_data), "test_images": len(test_data),
-             "classes": data_classes(train_data),
+             "classes": data_classes(train_data), "class_names": train_data.classes,
+             "labelled_images": labelled_images,
              "vaekit_version": __version__, "torch_version": torch.__version__}
     write_json_atomic(out / "config.json", saved)
     write_text_atomic(out / "config.toml", to_toml(run_config_to_dict(cfg)))
+    if kept is not None:  # which training images kept their labels, by position in the train split
+        write_json_atomic(out / "labelled.json", {"labelled": len(kept), "label_seed": cfg.data.label_seed,
+                                                  "positions": kept.tolist(),
+                                                  "labels": train_data.labels[kept].tolist()})
     t0 = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - t0
@@ -293,10 +313,10 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     return result
 
 
-def _fill_from_data(cfg: RunConfig, train_images: int, classes: int) -> RunConfig:
+def _fill_from_data(cfg: RunConfig, train_images: int, classes: int, labelled_images: int) -> RunConfig:
     """The model settings the model takes from the data (`settings_from_data`), in one place."""
     facts = DataFacts(train_images=train_images, steps_per_epoch=train_images // cfg.train.batch_size,
-                      classes=classes)
+                      classes=classes, labelled_images=labelled_images)
     model = get_entry(cfg.model_name).model_class.settings_from_data(cfg.model, facts)
     return dataclasses.replace(cfg, model=model)
 
@@ -308,7 +328,8 @@ def _resume_config(requested: RunConfig, out: Path) -> RunConfig:
         raise ConfigError(f"{out} trains {saved.model_name!r}, not {requested.model_name!r}")
     if "train_images" in tree:  # what the saved run derived from its data, derived again to compare
         derived = _fill_from_data(dataclasses.replace(requested, train=saved.train), int(tree["train_images"]),
-                                  int(tree.get("classes", 0)))
+                                  int(tree.get("classes", 0)),
+                                  int(tree.get("labelled_images", tree["train_images"] if tree.get("classes") else 0)))
         requested = dataclasses.replace(requested, model=derived.model)
     for section in ("model", "data"):
         if getattr(requested, section) != getattr(saved, section):
@@ -469,6 +490,24 @@ def _disentanglement_section(result: dict) -> list[str]:
     return lines + ["", f"Sample counts: {counts}."]
 
 
+def _confusion_section(result: dict, names: list[str] | None) -> list[str]:
+    """The confusion matrix of a model that classifies (rows: the true class, columns: the predicted)."""
+    counts = result.get("classification/confusion")
+    if not counts:
+        return []
+    k = len(counts)
+    names = names if names and len(names) == k else [str(c) for c in range(k)]
+    lines = ["", f"## Classification (test error {result['classification/error']:.4f} on "
+             f"{result['classification/images']} test images, argmax q(y|x))", "",
+             "Confusion matrix (rows: true class, columns: predicted):", "",
+             "| true \\ predicted | " + " | ".join(str(c) for c in range(k)) + " | error |",
+             "|---" * (k + 2) + "|"]
+    for c, row in enumerate(counts):
+        error = result.get(f"classification/error/{c}", float("nan"))
+        lines.append(f"| {c} {names[c]} | " + " | ".join(str(v) for v in row) + f" | {error:.3f} |")
+    return lines
+
+
 _DEC = "decomposition/"
 
 
@@ -503,9 +542,11 @@ def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict, model: Ge
              f"- vaekit {saved['vaekit_version']}, torch {saved['torch_version']}", "",
              "Per-image terms in nats (summed over pixels and latent dimensions, averaged over images).", "",
              "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {fmt(v)} |" for k, v in result.items() if not k.startswith((_DIS, _DEC))]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in result.items()
+              if not k.startswith((_DIS, _DEC)) and not isinstance(v, list)]
     notes = model.report_notes(_read_jsonl(out / "metrics.jsonl")) if hasattr(model, "report_notes") else []
     lines += ["", *[f"- {n}" for n in notes]] if notes else []
+    lines += _confusion_section(result, saved.get("class_names"))
     lines += _decomposition_section(result)
     lines += _disentanglement_section(result)
     if (out / "traversals.png").exists():

@@ -1,4 +1,5 @@
-"""`vaekit`: train, evaluate, sample, reconstruct, interpolate, traverse, generate, complete, style-transfer.
+"""`vaekit`: train, evaluate, sample, reconstruct, interpolate, traverse, generate, complete, style-transfer,
+classify.
 
 Every refusal (bad config, corrupt data, missing checkpoint) is one line on stderr and exit code 2;
 a diverged training run exits with 3. No traceback for a user's mistake.
@@ -133,7 +134,8 @@ def _format_metrics(result: dict) -> str:
     width = max(len(k) for k in result)
     def fmt(v):
         return f"{v:.5g}" if isinstance(v, float) and math.isfinite(v) else str(v)
-    return "\n".join(f"{k.ljust(width)}  {fmt(v)}" for k, v in result.items())
+    return "\n".join(f"{k.ljust(width)}  {fmt(v)}" for k, v in result.items()
+                     if not isinstance(v, list))  # a confusion matrix: in --json and the run's report.md
 
 
 def _add_picture(sub, name: str, help_text: str, n_default: int | None) -> argparse.ArgumentParser:
@@ -263,6 +265,33 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_classify(args) -> int:
+    import torch
+
+    from ..data.image_folder import read_image
+    from ..runs import load_run
+
+    cfg, model, saved = load_run(args.run, args.device)
+    if not model.classifies:
+        raise ConfigError(f"{args.run} is a {cfg.model_name} run, which does not classify (m2, ssl_vaegan and "
+                          "cvae_gan do)")
+    images = torch.stack([read_image(path, model.image_shape) for path in args.images])  # every file read first
+    names = saved.get("class_names") or []
+    with torch.no_grad():
+        probs = model.classify(images.to(model.device)).exp().cpu()
+    rows = []
+    for path, p in zip(args.images, probs):
+        c = int(p.argmax())
+        rows.append({"image": path, "class": c, "name": names[c] if c < len(names) else str(c),
+                     "q(y|x)": [round(float(v), 4) for v in p]})
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['image']}\t{r['class']} ({r['name']})\tq(y|x) = " + " ".join(f"{v:.3f}" for v in r["q(y|x)"]))
+    return 0
+
+
 def _cmd_complete(args) -> int:
     import torch
 
@@ -366,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--span", type=float, default=3.0, help="sweep from -span to +span prior standard deviations")
     p.add_argument("--dims", type=int, help="show only the most used dimensions")
     p.add_argument("--image", type=int, default=0, help="test image whose code the other dimensions keep")
-    p = _add_picture(sub, "generate", "samples of one class from a label-conditional run (cvae, cvae_gan)", 16)
+    p = _add_picture(sub, "generate", "samples of one class from a label-conditional run (cvae, cvae_gan, m2, ssl_vaegan)", 16)
     p.add_argument("--label", type=int, required=True, help="class index (0-based)")
     p.add_argument("--nrow", type=int, help="images per row (default: square)")
     p = _add_picture(sub, "complete", "complete the missing half of test images (rows: kept part, completion, "
@@ -381,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "test"), default="test")
     p = _add_picture(sub, "style-transfer", "encode test images with their own label, decode each code with every "
                      "label (rows: one image each)", 4)
+    p = sub.add_parser("classify", help="the predicted class and q(y|x) of image files (m2, ssl_vaegan, cvae_gan)")
+    p.add_argument("run")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files, brought to the run's image shape")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.add_argument("--device", default="cpu")
     sub.add_parser("models", help="list every model with a one-line description and its paper")
     sub.add_parser("datasets", help="list datasets and whether their files are here")
     return parser
@@ -389,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
             "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "traverse": _cmd_traverse,
             "generate": _cmd_generate, "complete": _cmd_complete, "style-transfer": _cmd_style_transfer,
+            "classify": _cmd_classify,
             "models": _cmd_models,
             "datasets": _cmd_datasets}
 

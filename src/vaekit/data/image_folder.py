@@ -125,6 +125,24 @@ def _decode(path: Path, pil_mode: str, size: int | None) -> np.ndarray:
         raise _open_error(path, e) from None
 
 
+def read_image(path: str | Path, shape: tuple[int, int, int]):
+    """One image file as float (C, H, W) in [0, 1] at `shape`: gray or RGB, the shorter side resized
+    and centre-cropped as the image-folder dataset does (`vaekit classify`)."""
+    from .dataset import conform
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such image file")
+    c, h, w = shape
+    array = _decode(path, "L" if c == 1 else "RGB", None)
+    t = torch.from_numpy(array.copy())
+    t = t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
+    t = conform(t, h, c)
+    if tuple(t.shape[2:]) != (h, w):
+        raise DataError(f"{path}: cannot bring it to the run's {h}x{w} images")
+    return t[0].float() / 255
+
+
 def _load_image_folder(split: str, root: Path | None, size: int | None, channels: int | None) -> ImageDataset:
     if root is None:
         raise DataError("image-folder: needs a folder of PNG/JPEG images; set --set data.root=DIR")

@@ -18,6 +18,8 @@ only the loop (minGPT's split). The contract:
   `vaekit.conditioning`), and every inference method takes it: `encode(x, y)`, `decode(z, y)` (mean
   image in [0, 1]), `decode_stages(z, y)` (every intermediate output, for multi-stage models),
   `latent_code(x, y)`, `reconstruct(x, y)`, `sample(n, y)`, `log_likelihood(x, z, y)`.
+- a model that classifies (`classifies`) gives log q(y|x) by `classify(x)`; a semi-supervised one
+  (`semi_supervised`) is trained on partly labelled data, the missing labels -1 in `Batch.y`.
 - the model owns its prior, `prior(y, n)` (a DiagonalGaussian: N(0, I), a CVAE's p(z|y), an AE's
   fitted code distribution), which KLs, sampling, traversals and the IWAE bound use, and its
   importance weights for that bound, `log_importance_weights(x, k, y)` (the factorised-posterior
@@ -41,7 +43,8 @@ from torch import Tensor, nn
 class Batch:
     x: Tensor  # (B, C, H, W) float in [0, 1]
     y: Tensor | None = None  # (B,) int64 labels, when the dataset has them (the model makes its side
-    #                           information from x and these: `GenerativeModel.side_information`)
+    #                           information from x and these: `GenerativeModel.side_information`);
+    #                           -1 where a partly labelled split dropped the label (data.labelled)
     memo: dict = field(default_factory=dict)  # scratch shared by the update phases of one iteration
 
 
@@ -53,6 +56,7 @@ class DataFacts:
     train_images: int
     steps_per_epoch: int  # train_images // train.batch_size
     classes: int = 0  # number of classes of the labels; 0 = the data has no labels
+    labelled_images: int = 0  # training images that carry a label (all of them unless data.labelled is set)
 
 
 @contextlib.contextmanager
@@ -119,6 +123,17 @@ class GenerativeModel(nn.Module):
     # --- use ------------------------------------------------------------------------------
     condition: str = "none"  # what side information the model takes (vaekit.conditioning.CONDITIONS)
     classes: int = 0  # k of a label-conditional model (the width of its one-hot y); 0 otherwise
+
+    semi_supervised: ClassVar[bool] = False  # learns from unlabelled images too (data.labelled applies)
+
+    @property
+    def classifies(self) -> bool:
+        """Whether `classify` gives class probabilities (M2's q(y|x), a CVAE-GAN's discriminator)."""
+        return False
+
+    def classify(self, x: Tensor) -> Tensor:
+        """log q(y|x) over the model's classes, (B, k); the prediction is its argmax."""
+        raise NotImplementedError(f"{type(self).__name__} does not classify")
 
     def side_information(self, batch: Batch) -> Tensor | None:
         """y for the images of `batch` (from its labels or its pixels); None: unconditional."""

@@ -10,6 +10,8 @@ from ..config import from_dict
 from ..errors import ConfigError
 from .base import GenerativeModel
 from .introvae import IntroVAE, IntroVAEConfig
+from .m2 import M2, M2Config
+from .ssl_vaegan import SSLVAEGAN, SSLVAEGANConfig
 from .multistage import MultiStageVAE, msvae_preset, residual_vae_preset
 from .vae import AE, VAE, AEConfig, VAEConfig
 from .vaegan import VAEGAN, VAEGANConfig
@@ -63,6 +65,9 @@ register("cvae_gan", VAEGAN, VAEGANConfig(condition="label", **_SEED_NETWORKS),
          "CVAE-GAN: a CVAE with a (k+1)-class discriminator, the extra class for generated images",
          "When Variational Auto-encoders meet Generative Adversarial Networks (sec. 3.2); Larsen et al. 2016",
          train={"lr": 1e-4, "batch_size": 100})
+# Semi-supervised (the seed's sec. 4.5, its learning rates as above): train with --set data.labelled=N
+register("m2", M2, M2Config(), train={"lr": 1e-3, "batch_size": 100})
+register("ssl_vaegan", SSLVAEGAN, SSLVAEGANConfig(), train={"lr": 1e-4, "batch_size": 100})
 
 
 def get_entry(name: str) -> ModelEntry:

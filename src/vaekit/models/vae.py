@@ -42,8 +42,8 @@ _TC = "model.prior_term = 'tc' (beta-TCVAE)"
 
 
 @dataclass(frozen=True)
-class LikelihoodConfig(NetworkConfig):
-    """The network and the observation model p(x|z): what AE and VAE share."""
+class ObservationConfig:
+    """The observation model p(x|z): which likelihood, and its scale."""
 
     likelihood: str = "bernoulli"  # bernoulli | gaussian | laplace
     scale: float = field(default=0.1, metadata=applies_when(_has_scale, _SCALED))
@@ -51,12 +51,20 @@ class LikelihoodConfig(NetworkConfig):
     learn_scale: bool = field(default=False, metadata=applies_when(_has_scale, _SCALED))
     #   learn one shared scale (sigma-VAE) instead of fixing it
 
-    def __post_init__(self):
-        super().__post_init__()
+    def check_observation(self) -> None:
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"model.likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         if not self.scale > 0:
             raise ConfigError(f"model.scale must be > 0, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class LikelihoodConfig(NetworkConfig, ObservationConfig):
+    """The network and the observation model p(x|z): what AE and VAE share."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_observation()
 
 
 @dataclass(frozen=True)

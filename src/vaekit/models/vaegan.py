@@ -39,25 +39,49 @@ from .vae import GaussianAutoencoder
 
 
 @dataclass(frozen=True)
-class VAEGANConfig(NetworkConfig, ConditionConfig):
+class DiscriminatorConfig:
+    """A GAN's discriminator and the weights of Larsen et al.'s split of the generator loss: what VAE-GAN,
+    CVAE-GAN and SSL-VAE-GAN share."""
+
     beta: float = 1.0  # weight of the KL in the encoder's loss
     gamma: float = 1.0  # Larsen's gamma: the decoder's weight on L_llike against the GAN term
     adversarial_weight: float = 1.0  # weight of the decoder's GAN term (eq. 2's -log D terms)
     feature_layer: int = -1  # l: which discriminator stage gives f_l (0 = first conv stage, -1 = last)
-    pixel_weight: float = 0.0  # optional 1/2 ||x - x~||^2 added to encoder and decoder (a pixel anchor)
     discriminator_channels: int = 32  # width of the discriminator's first stage, doubled per halving
     discriminator_norm: str = "batch"  # batch | none
-    #   the encoder/decoder settings (NetworkConfig): conv by default, DCGAN-like as Larsen et al.'s
 
-    def __post_init__(self):
-        super().__post_init__()
+    def check_discriminator(self) -> None:
         if self.discriminator_channels < 1:
             raise ConfigError(f"model.discriminator_channels must be >= 1, got {self.discriminator_channels}")
         if self.discriminator_norm not in ("batch", "none"):
             raise ConfigError(f"model.discriminator_norm must be 'batch' or 'none', got {self.discriminator_norm!r}")
-        for name in ("beta", "gamma", "adversarial_weight", "pixel_weight"):
+        for name in ("beta", "gamma", "adversarial_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
+
+
+def make_discriminator(c, image_shape, outputs: int, max_channels: int, downsamples: int = 0) -> ConvEncoder:
+    """The DCGAN-like discriminator of settings `c` (a DiscriminatorConfig) with `outputs` logits: 1
+    (real / fake) or k + 1 classes; its feature layer checked against its stages."""
+    d = ConvEncoder(image_shape, outputs, c.discriminator_channels, max_channels,
+                    c.discriminator_norm, downsamples=downsamples)
+    stages = sum(isinstance(m, torch.nn.LeakyReLU) for m in d.features)
+    if not -stages <= c.feature_layer < stages:
+        raise ConfigError(f"model.feature_layer={c.feature_layer} but the discriminator has {stages} stages "
+                          f"(0..{stages - 1}, or negative from the end)")
+    return d
+
+
+@dataclass(frozen=True)
+class VAEGANConfig(NetworkConfig, ConditionConfig, DiscriminatorConfig):
+    pixel_weight: float = 0.0  # optional 1/2 ||x - x~||^2 added to encoder and decoder (a pixel anchor)
+    #   the encoder/decoder settings (NetworkConfig): conv by default, DCGAN-like as Larsen et al.'s
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_discriminator()
+        if self.pixel_weight < 0:
+            raise ConfigError(f"model.pixel_weight must be >= 0, got {self.pixel_weight}")
         self.check_condition()
 
 
@@ -70,13 +94,18 @@ class VAEGAN(GaussianAutoencoder):
         super().__init__(config, image_shape)  # encoder and decoder
         c = config
         # k + 1 outputs for a label-conditional model (the last: generated), else 1 (real / fake)
-        self.discriminator = ConvEncoder(image_shape, self.classes + 1 if self.classes else 1,
-                                         c.discriminator_channels, c.max_channels, c.discriminator_norm,
-                                         downsamples=c.downsamples)
-        stages = sum(isinstance(m, torch.nn.LeakyReLU) for m in self.discriminator.features)
-        if not -stages <= c.feature_layer < stages:
-            raise ConfigError(f"model.feature_layer={c.feature_layer} but the discriminator has {stages} stages "
-                              f"(0..{stages - 1}, or negative from the end)")
+        self.discriminator = make_discriminator(c, image_shape, self.classes + 1 if self.classes else 1,
+                                                c.max_channels, c.downsamples)
+
+    @property
+    def classifies(self) -> bool:
+        return bool(self.classes)  # CVAE-GAN: the discriminator's k real classes
+
+    def classify(self, x: Tensor) -> Tensor:
+        """log D(y|x) over the k real classes (the "generated" class left out, renormalised). (B, k)"""
+        if not self.classes:
+            return super().classify(x)
+        return F.log_softmax(full_precision(self.discriminator(x))[:, :-1], 1)
 
     def optim_groups(self):
         # the prior network p(z|y) is trained by the KL (the encoder's loss), the embedding e(y) of an

@@ -228,9 +228,7 @@ def check_checkpoint(ckpt_dir: str | Path) -> str | None:
         path = ckpt_dir / name
         if not path.is_file():
             return f"{name} is missing"
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol >= 2, or torch.save's zip
+        if looks_like_pickle(path):
             return f"{name} looks like a pickle/torch.save file, and vaekit never unpickles"
         if files is None:
             try:
@@ -293,6 +291,17 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return path
 
 
+def looks_like_pickle(path: Path) -> bool:
+    """A pickle (protocol >= 2) or torch.save's zip, by its first bytes, and not safetensors: those start
+    with the JSON header's 8-byte length, whose low byte may be anything (0x80, or "PK"), then "{"."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    if len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
+        return False
+    return head[:1] == b"\x80" or head[:2] == b"PK"
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a safetensors file; anything else (a pickle, a truncated file) is refused by name."""
     path = Path(path)
@@ -301,9 +310,7 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol >= 2, or torch.save's zip
+        if looks_like_pickle(path):
             raise CheckpointError(f"{path}: looks like a pickle/torch.save file; vaekit never unpickles, "
                                   "it reads only safetensors") from None
         raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None

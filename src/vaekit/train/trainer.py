@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..config import TrainConfig
+from ..data.labelled import UNLABELLED, labelled_positions
 from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..models.base import Batch, GenerativeModel, eval_mode
@@ -49,6 +50,32 @@ class EpochSampler:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
         return self._perm[k * self.batch_size:(k + 1) * self.batch_size]
+
+
+class MixedSampler:
+    """Batches of a partly labelled split: `labelled_per_batch` indices from the labelled images and the
+    rest from the unlabelled ones, each part walking through its own seeded permutations (epochs of
+    that part), so the order is still a function of (seed, step) alone. `steps_per_epoch` counts
+    passes over the whole split, as EpochSampler's."""
+
+    def __init__(self, labelled: Tensor, unlabelled: Tensor, batch_size: int, fraction: float, seed: int):
+        n_l = min(batch_size - 1, max(1, round(batch_size * fraction)))
+        if batch_size < 2:
+            raise ConfigError("train.batch_size must be >= 2 to hold labelled and unlabelled images")
+        if n_l > len(labelled):
+            raise ConfigError(f"{n_l} labelled images per batch (data.labelled_fraction x train.batch_size) exceed "
+                              f"the {len(labelled)} labelled images; lower data.labelled_fraction or train.batch_size")
+        if batch_size - n_l > len(unlabelled):
+            raise ConfigError(f"{batch_size - n_l} unlabelled images per batch exceed the {len(unlabelled)} "
+                              "unlabelled images; raise data.labelled_fraction or lower train.batch_size")
+        self.batch_size, self.labelled_per_batch = batch_size, n_l
+        self.steps_per_epoch = (len(labelled) + len(unlabelled)) // batch_size
+        self.parts = [EpochSampler(len(labelled), n_l, seed), EpochSampler(len(unlabelled), batch_size - n_l,
+                                                                            seed + 7_919)]
+        self.positions = [labelled, unlabelled]
+
+    def indices(self, step: int) -> Tensor:
+        return torch.cat([pos[part.indices(step)] for pos, part in zip(self.positions, self.parts)])
 
 
 def _rng_devices(device: torch.device) -> list:
@@ -79,7 +106,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
 
 class Trainer:
     def __init__(self, model: GenerativeModel, train_data, config: TrainConfig, run_dir: str | Path | None = None,
-                 evaluate: EvalFn | None = None, progress: bool = True):
+                 evaluate: EvalFn | None = None, progress: bool = True, labelled_fraction: float = 0.5):
         self.model, self.data, self.config = model, train_data, config
         self.device = resolve_device(config.device)
         autocast(self.device, config.precision)  # refuses bf16 where the device lacks it, before any folder exists
@@ -103,7 +130,12 @@ class Trainer:
             for name, params in self.groups.items()
         }
         self._levels: dict[str, tuple[float, int]] = {}  # (running mean |loss|, count) per optimised total
-        self.sampler = EpochSampler(len(train_data), config.batch_size, config.seed)
+        labelled = labelled_positions(train_data.labels)  # None unless some images lack their label
+        if labelled is None:
+            self.sampler = EpochSampler(len(train_data), config.batch_size, config.seed)
+        else:
+            unlabelled = torch.nonzero(train_data.labels == UNLABELLED).flatten()
+            self.sampler = MixedSampler(labelled, unlabelled, config.batch_size, labelled_fraction, config.seed)
         if self.run_dir is not None:  # only once every setting has been accepted
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0

@@ -1,0 +1,122 @@
+"""M2, the semi-supervised VAE of Kingma et al. 2014 ("Semi-supervised learning with deep generative
+models", sec. 3.1.2 and 3.2; the seed's sec. 2.3): y ~ Cat(uniform), z ~ N(0, I), x ~ p(x|y, z), with
+q(y|x) and q(z|x, y) (vaekit.models.semi_supervised).
+
+Labelled images are scored by L(x, y), unlabelled ones by U(x) = sum_y q(y|x) L(x, y) - H(q(y|x)),
+every class enumerated in one batched pass (vaekit.objectives.semi_supervised, eq. 6-9); labelled
+images add alpha * -log q(y|x) with Kingma et al.'s alpha = 0.1 N / N_labelled per image. The loss of
+a batch is the mean of these per-image terms over its images; labelled images fill
+`data.labelled_fraction` of each batch rather than their share of the data, so they weigh that much
+more than in J^alpha's sum (as with the equal labelled and unlabelled batches of common
+implementations). A class is predicted by argmax q(y|x). The IWAE bound is on log p(x): y is drawn
+from q(y|x) with z, never told.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..conditioning import one_hot
+from ..config import refuse_inapplicable
+from ..distributions import DiagonalGaussian, standard_normal_log_prob
+from ..likelihoods import make_likelihood
+from ..metrics.likelihood import IMAGES_PER_CALL
+from ..objectives.semi_supervised import enumerate_classes, log_uniform_prior, unlabelled_bound
+from .base import Batch
+from .semi_supervised import SemiSupervisedBase, SemiSupervisedConfig, batch_labels
+from .vae import LikelihoodDecoder, ObservationConfig
+
+
+@dataclass(frozen=True)
+class M2Config(SemiSupervisedConfig, ObservationConfig):
+    def __post_init__(self):
+        self.check_observation()
+        self.check_semi_supervised()
+        refuse_inapplicable(self)
+
+
+class M2(LikelihoodDecoder, SemiSupervisedBase):
+    description = "M2: semi-supervised VAE with q(y|x), q(z|x,y), p(x|y,z); classifies by argmax q(y|x)"
+    paper = "Kingma, Rezende, Mohamed & Welling 2014, Semi-supervised learning with deep generative models"
+    config_class = M2Config
+
+    def __init__(self, config: M2Config, image_shape):
+        super().__init__(config, image_shape)
+        self.likelihood = make_likelihood(config.likelihood, config.scale, config.learn_scale)
+
+    def bounds(self, x: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """L(x, y) of the labelled images (labels >= 0) and L(x, c) of every class c for the others
+        (`per_class`, (n_u, k)), from one pass of the posterior and decoder networks; log q(y|x) of
+        every image; recon and KL per image (expected under q(y|x) where unlabelled)."""
+        h = self.nets.trunk(x)
+        log_q_y = self.log_q_y(h, x)  # (B, k)
+        r = self.rows(h, x, labels)
+        q = DiagonalGaussian(*self.nets.posterior(r.h, r.y))
+        recon = -self.likelihood.log_prob(self.nets.decode(q.sample(), r.y), r.x)  # (rows,)
+        kl = q.kl()  # (rows,) to p(z) = N(0, I)
+        bound = recon + kl - log_uniform_prior(self.classes)  # L(x, y) per row
+        q_u = log_q_y[~r.labelled].exp()
+        n_l = r.n_labelled
+        return {"labelled": bound[:n_l], "per_class": r.per_class(bound), "log_q_y": log_q_y, "lab": r.labelled,
+                "recon": torch.cat([recon[:n_l], (q_u * r.per_class(recon)).sum(1)]),
+                "kl": torch.cat([kl[:n_l], (q_u * r.per_class(kl)).sum(1)])}
+
+    def loss(self, batch: Batch, step: int = 0, phase: int = 0) -> dict[str, Tensor]:
+        x, labels = batch.x, batch_labels(batch)
+        if self.training:
+            b = self.bounds(x, labels)
+            lab = b["lab"]
+            ce = -b["log_q_y"][lab].gather(1, labels[lab, None]).squeeze(1)  # (n_l,) -log q(y|x)
+            u = unlabelled_bound(b["per_class"], b["log_q_y"][~lab])  # (n_u,)
+            total = (b["labelled"] + self.alpha * ce).sum() + u.sum()
+            terms = {"loss": total / len(x), "recon": b["recon"].mean(), "kl": b["kl"].mean()}
+            if len(ce):
+                terms.update({"bound/labelled": b["labelled"].mean(), "classification": ce.mean(),
+                              "accuracy/labelled": (b["log_q_y"][lab].argmax(1) == labels[lab]).float().mean()})
+            if len(u):
+                terms["bound/unlabelled"] = u.mean()
+            return terms
+        # evaluation: U(x) of every image (the bound on log p(x) other models report as elbo) and, where
+        # the label is known, L(x, y) and the classification term
+        hidden = self.bounds(x, torch.full_like(labels, -1))
+        u = unlabelled_bound(hidden["per_class"], hidden["log_q_y"])
+        terms = {"elbo": -u.mean(), "recon": hidden["recon"].mean(), "kl": hidden["kl"].mean()}
+        lab = labels >= 0
+        if bool(lab.any()):
+            told = self.bounds(x[lab], labels[lab])
+            ce = -told["log_q_y"].gather(1, labels[lab, None]).squeeze(1)
+            terms.update({"loss": (told["labelled"] + self.alpha * ce).mean(), "bound/labelled": told["labelled"].mean(),
+                          "classification": ce.mean()})
+        return terms
+
+    @torch.no_grad()
+    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None,
+                               images_per_call: int = IMAGES_PER_CALL, on_chunk=None) -> Tensor:
+        """log p(x|y_k, z_k) + log p(y_k) + log p(z_k) - log q(y_k|x) - log q(z_k|x, y_k), (y_k, z_k) drawn
+        from q(y|x) q(z|x, y): the IWAE bound on log p(x), whatever y says. (K, B)"""
+        out = []
+        for first in range(0, len(x), images_per_call):
+            x_part = x[first:first + images_per_call]
+            b = len(x_part)
+            h = self.nets.trunk(x_part)
+            log_q_y = self.log_q_y(h, x_part)  # (b, k)
+            draws = max(1, images_per_call // b)
+            rows = []
+            for start in range(0, k, draws):
+                n = min(draws, k - start)
+                labels = torch.distributions.Categorical(logits=log_q_y).sample((n,))  # (n, b)
+                y_rows = one_hot(labels.flatten(), self.classes).to(x.device)
+                mu, logvar = self.nets.posterior(enumerate_classes(h, n), y_rows)
+                q = DiagonalGaussian(mu, logvar)
+                z = q.sample()
+                log_px = self.likelihood.log_prob(self.nets.decode(z, y_rows), enumerate_classes(x_part, n))
+                log_w = (log_px + standard_normal_log_prob(z) - q.log_prob(z) + log_uniform_prior(self.classes)
+                         - log_q_y.gather(1, labels.t()).t().flatten())
+                rows.append(log_w.view(n, b))
+                if on_chunk is not None:
+                    on_chunk(n * b)
+            out.append(torch.cat(rows, 0))
+        return torch.cat(out, 1)
