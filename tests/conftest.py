@@ -50,7 +50,10 @@ def tiny_test_data() -> ImageDataset:
 VARIANTS = {"cvae_half_learned_prior": ("cvae", {"condition": "half", "prior": "learned"}),
             "vae_left": ("vae", {"condition": "left"}),
             "cvae_gan_learned_prior": ("cvae_gan", {"prior": "learned"}),
-            "vaegan_top": ("vaegan", {"condition": "top", "prior": "learned"})}
+            "vaegan_top": ("vaegan", {"condition": "top", "prior": "learned"}),
+            "m2_fc_gaussian": ("m2", {"architecture": "fc", "likelihood": "gaussian"}),
+            "m2_mlp": ("m2", {"architecture": "mlp"}),
+            "ssl_vaegan_mlp": ("ssl_vaegan", {"architecture": "mlp", "entropy_weight": -1.0})}
 
 
 def model_cases() -> list[tuple[str, dict]]:

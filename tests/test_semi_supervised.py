@@ -294,3 +294,19 @@ def test_m2_on_fashion_mnist_with_1000_labels_classifies_far_above_chance(tmp_pa
     train_supervised_baseline(fresh, part, steps=300, batch_size=50, lr=1e-3)
     base = evaluate_classification(fresh, load_split(saved_cfg, "test"), images=2000)["classification/error"]
     assert base < 0.4 and abs(base - result["classification/error"]) < 0.15
+
+
+def test_a_partly_labelled_run_resumes_with_the_same_labelled_images(labelled_folder, tmp_path):
+    out = tmp_path / "run"
+    assert _train(labelled_folder, out, "m2", "data.labelled=8", "model.architecture=mlp") == 0
+    kept = (out / "labelled.json").read_text()
+    settings = [f"model.{k}={v}" for k, v in tiny_settings("m2").items()
+                if k not in ("classes", "train_images", "labelled_images")]
+    args = ["train", "m2", "--data", "image-folder", "--set", f"data.root={labelled_folder}", "--steps", "6",
+            "--batch-size", "8", "--out", str(out), "--resume", "--quiet", "--set", "data.labelled=8",
+            "--set", "model.architecture=mlp", "--set", "train.eval_every=0"]
+    for s in settings:
+        args += ["--set", s]
+    assert main(args) == 0
+    assert (out / "labelled.json").read_text() == kept
+    assert json.loads((out / "evaluation.json").read_text())["step"] == 6
