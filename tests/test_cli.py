@@ -176,6 +176,7 @@ def test_models_and_datasets_list(capsys):
     (["train", "vae", "--data", "image-folder", "--set", "data.root=/nonexistent/images"], "/nonexistent/images"),
     (["train", "vae", "--data", "digits", "--set", "train.batch_size=100000"], "batch_size"),
     (["train", "vae", "--data", "digits", "--device", "nosuchdevice"], "unknown device"),
+    (["train", "vae", "--data", ""], "data.name must name a dataset"),
 ])
 def test_bad_train_input_is_one_line_exit_2_and_no_run_folder(argv, needle, capsys, tmp_path):
     out = tmp_path / "never"
@@ -343,3 +344,19 @@ def test_evaluate_refuses_a_negative_k_and_a_feature_net_that_is_not_there(digit
     assert not missing.exists()  # refused, not trained and written there
     code, _, err = run(capsys, "train", "vae", "--data", "digits", "--iw-samples", "-1", "--out", str(tmp_path / "r"))
     assert code == 2 and "--iw-samples" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["sample", "-o", "{tmp}"], "is a folder"),
+    (["sample", "-o", "{tmp}/nowhere/x.png"], "does not exist"),
+    (["sample", "-o", "{tmp}/x.png", "--nrow", "0"], "--nrow must be >= 1"),
+    (["generate", "--label", "1", "-o", "{tmp}/x.png", "--nrow", "0"], "--nrow must be >= 1"),
+    (["traverse", "-o", "{tmp}/x.png", "--span", "nan"], "--span must be a finite number"),
+    (["traverse", "-o", "{tmp}/x.png", "--span", "inf"], "--span must be a finite number"),
+    (["traverse", "-o", "{tmp}/x.png", "--dims", "0"], "--dims must be >= 1"),
+])
+def test_picture_commands_refuse_bad_outputs_and_counts_in_one_line(extra, needle, digits_run, capsys, tmp_path):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    code, _, err = run(capsys, argv[0], str(digits_run), *argv[1:])
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -39,7 +39,7 @@ def _cmd_train(args) -> int:
     from ..runs import read_run_config, resolve_config, train_run
 
     base = {"data": {}, "train": {}}
-    if args.data:
+    if args.data is not None:  # --data "" is refused by name, not ignored
         base["data"]["name"] = args.data
     for key in ("steps", "epochs", "seed", "batch_size", "lr", "device"):
         if getattr(args, key) is not None:
@@ -340,6 +340,25 @@ def _cmd_style_transfer(args) -> int:
     return 0
 
 
+def _check_picture_args(args) -> None:
+    """What every picture command is given, refused in one line before any work: the PNG to write and
+    the grid's counts."""
+    from pathlib import Path
+
+    out = Path(args.output)
+    if out.is_dir():
+        raise ConfigError(f"-o {args.output} is a folder; give the PNG file to write, e.g. -o {out / 'grid.png'}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"-o {args.output}: the folder {out.parent} does not exist; create it or write elsewhere")
+    for name in ("nrow", "dims"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+    span = getattr(args, "span", None)
+    if span is not None and not (math.isfinite(span) and span > 0):
+        raise ConfigError(f"--span must be a finite number > 0 (prior standard deviations), got {span}")
+
+
 def _positive(n: int, name: str) -> None:
     if n < 1:
         raise ConfigError(f"{name} must be >= 1, got {n}")
@@ -432,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (the console script calls sys.exit on it)."""
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "output"):
+            _check_picture_args(args)
         return COMMANDS[args.command](args)
     except VaekitError as e:
         print(f"vaekit: error: {e}", file=sys.stderr)
