@@ -51,6 +51,7 @@ VARIANTS = {"cvae_half_learned_prior": ("cvae", {"condition": "half", "prior": "
             "vae_left": ("vae", {"condition": "left"}),
             "cvae_gan_learned_prior": ("cvae_gan", {"prior": "learned"}),
             "vaegan_top": ("vaegan", {"condition": "top", "prior": "learned"}),
+            "cvae_quadrants": ("cvae", {"condition": "quadrants"}),
             "m2_fc_gaussian": ("m2", {"architecture": "fc", "likelihood": "gaussian"}),
             "m2_mlp": ("m2", {"architecture": "mlp"}),
             "ssl_vaegan_mlp": ("ssl_vaegan", {"architecture": "mlp", "entropy_weight": -1.0})}

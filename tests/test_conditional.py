@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from vaekit.cli.main import main
-from vaekit.completion import complete, region_box
+from vaekit.completion import complete, missing_regions
 from vaekit.conditioning import keep_mask, kept_part, one_hot
+from vaekit.errors import ConfigError
 from vaekit.runs import load_run, load_split
 
 SMALL = ["--set", "model.latent_dim=8", "--set", "model.base_channels=16", "--set", "model.max_channels=32",
@@ -125,26 +126,49 @@ def test_a_cvae_on_the_left_half_completes_from_it(tmp_path, capsys):
     code, _, err = run(capsys, "complete", out, "--keep", "left", "-n", 4, "-o", tmp_path / "c.png")
     assert code == 0, err
     code, _, err = run(capsys, "complete", out, "--keep", "right", "-o", tmp_path / "r.png")
-    assert code == 2 and "left half, not the right half" in err
+    assert code == 2 and "from the left half, not from right" in err
     code, _, err = run(capsys, "sample", out, "-n", 4, "-o", tmp_path / "s.png")  # kept halves of test images
     assert code == 0, err
 
 
-def test_completion_changes_only_the_missing_half():
+def test_completion_changes_only_the_missing_part():
     from conftest import tiny_settings
     from vaekit.models import build_model, model_config
 
     torch.manual_seed(0)
     x = torch.rand(3, 1, 16, 16)
-    for name, over in (("vae", {}), ("cvae", {"condition": "half", "prior": "learned"})):
+    cases = (("vae", {}, ("left", "right", "top", "bottom", "tl", "tr+bl", "tl+tr+br")),
+             ("cvae", {"condition": "half", "prior": "learned"}, ("left", "right", "top", "bottom")),
+             ("cvae", {"condition": "quadrants"}, ("tl", "br", "tl+br", "tr+bl+br", "top", "left")))
+    for name, over, keeps in cases:
         model = build_model(name, model_config(name, tiny_settings(name, over)), (1, 16, 16))
-        for keep in ("left", "right", "top", "bottom"):
+        for keep in keeps:
             done = complete(model, x, keep, steps=3)
             mask = keep_mask(keep, 16, 16).bool().expand_as(x)
             assert torch.equal(done[mask], x[mask])
-            rows, cols = region_box(keep, 16, 16)
-            assert not torch.equal(done[..., rows, cols], x[..., rows, cols])
+            tiles = missing_regions(keep, 16, 16)
+            covered = torch.zeros(16, 16)
+            for rows, cols in tiles:
+                covered[rows, cols] += 1
+                assert not torch.equal(done[..., rows, cols], x[..., rows, cols])
+            assert torch.equal(covered.bool(), ~mask[0, 0]) and int(covered.max()) == 1  # the tiles are the missing part
             assert kept_part(x, keep_mask(keep, 16, 16)).shape == (3, 2, 16, 16)
+
+
+def test_kept_parts_are_halves_or_quadrant_sets_and_others_are_refused():
+    assert torch.equal(keep_mask("tl+bl", 6, 6), keep_mask("left", 6, 6))
+    assert int(keep_mask("tl+tr+br", 8, 8).sum()) == 48 and len(missing_regions("tl", 8, 8)) == 3
+    assert len(missing_regions("tl+tr", 8, 8)) == 1 and len(missing_regions("tl+br", 8, 8)) == 2
+    for bad in ("tl+tl", "tl+tr+bl+br", "middle", "", "tl+"):
+        with pytest.raises(ConfigError, match="kept part"):
+            keep_mask(bad, 8, 8)
+    from vaekit.conditioning import QUADRANT_SETS, random_quadrant_masks
+
+    torch.manual_seed(0)
+    masks = random_quadrant_masks(2000, 8, 8)
+    kept = masks.flatten(1).sum(1) / 16  # quadrants kept per image
+    assert set(kept.tolist()) == {1.0, 2.0, 3.0} and len(QUADRANT_SETS) == 14
+    assert len({tuple(m.flatten().tolist()) for m in masks}) == 14
 
 
 def test_cvae_gan_trains_and_generates_from_the_command_line(tmp_path, capsys):
@@ -178,3 +202,23 @@ def test_a_label_conditional_model_on_unlabelled_data_is_refused(tmp_path, capsy
     code, _, err = run(capsys, "train", "btcvae", "--data", "digits", "--steps", "2", "--out", tmp_path / "w",
                        "--set", "model.condition=label", "--set", "model.prior=learned")
     assert code == 2 and "prior_term = 'tc'" in err
+
+
+def test_a_cvae_on_random_quadrants_completes_from_any_of_them(tmp_path, capsys):
+    """Sohn et al.'s setting: one model told 1, 2 or 3 quadrants, completing the rest from p(z|y)."""
+    out = tmp_path / "quadrants"
+    assert main(["train", "cvae", "--data", "digits", "--steps", "200", "--out", str(out), *SMALL,
+                 "--set", "model.condition=quadrants"]) == 0
+    capsys.readouterr()
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["completion/tl/method"] == "prior"
+    assert evaluation["completion/tl/mse"] < evaluation["completion/tl/baseline_mse"]
+    for keep in ("tl+br", "tr+bl+br", "left"):
+        code, msg, err = run(capsys, "evaluate", out, "--json", "--samples", "0", "--iw-samples", "0",
+                             "--completion", keep, "--completion-images", "100", "--quiet")
+        result = json.loads(msg)
+        assert code == 0 and result[f"completion/{keep}/mse"] < result[f"completion/{keep}/baseline_mse"], keep
+        code, _, err = run(capsys, "complete", out, "--keep", keep, "-n", 4, "-o", tmp_path / "c.png")
+        assert code == 0, err
+    code, _, err = run(capsys, "complete", out, "--keep", "tl+tr+bl+br", "-o", tmp_path / "x.png")
+    assert code == 2 and "1-3 distinct quadrants" in err

@@ -112,7 +112,7 @@ def test_every_model_trains_evaluates_and_reloads_on_every_shape(name, base, ove
     if model.condition == "label":
         assert (out / "classes.png").exists() and (out / "style_transfer.png").exists()
     elif model.condition != "none" and base is None:
-        keep = "left" if model.condition == "half" else model.condition
+        keep = {"half": "left", "quadrants": "tl"}.get(model.condition, model.condition)
         assert (out / "completions.png").exists() and f"completion/{keep}/mse" in result
 
     # awkward image counts through vaekit evaluate's path, sample quality included

@@ -1,7 +1,8 @@
-"""Image completion: fill the missing half of an image from its kept half (the seed's sec. 4.4.1).
+"""Image completion: fill the missing part of an image from its kept part, a half or 1-3 quadrants (the
+seed's sec. 4.4.1; Sohn et al.'s quadrants).
 
 Two ways, one entry point (`complete`):
-- a CVAE conditioned on the kept part (model.condition = that half, or "half"): decode draws of
+- a CVAE conditioned on the kept part (model.condition = that half, "half" or "quadrants"): decode draws of
   z ~ p(z|y) with y the kept part (the seed's figure 8), or the prior's mean for a point estimate;
 - any unconditional model, by inference on the observed pixels:
   "optimise": z* = argmax_z log p(x_obs | z) + log p(z), the likelihood over the kept pixels only
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .conditioning import HALVES, keep_mask, kept_part
+from .conditioning import HALF_QUADRANTS, HALVES, QUADRANTS, keep_mask, kept_part, kept_quadrants, quadrant_box
 from .errors import ConfigError
 from .models.base import eval_mode
 
@@ -28,8 +29,7 @@ def completion_method(model, keep: str, method: str = "auto") -> str:
     """The method `complete` uses for `model` and kept half `keep`, or a one-line refusal."""
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if keep not in HALVES:
-        raise ConfigError(f"--keep must be one of {', '.join(HALVES)}, got {keep!r}")
+    kept_quadrants(keep)  # a half or 1-3 quadrants, else refused by name
     cond = model.condition
     if cond == "label":
         raise ConfigError("a label-conditional model cannot complete images; train a CVAE on an image part "
@@ -38,9 +38,12 @@ def completion_method(model, keep: str, method: str = "auto") -> str:
         if method not in ("auto", "prior"):
             raise ConfigError(f"a model conditioned on an image part completes from its prior p(z|y); --method "
                               f"{method} is for unconditional models")
-        if cond not in (keep, "half"):
-            raise ConfigError(f"this model was trained to complete from the {cond} half, not the {keep} half "
-                              "(train with --set model.condition=half to complete from any half)")
+        fits = cond == "quadrants" or (cond == "half" and keep in HALVES) or \
+            (cond in HALVES and kept_quadrants(cond) == kept_quadrants(keep))
+        if not fits:
+            trained = {"half": "any half"}.get(cond, f"the {cond} half")
+            raise ConfigError(f"this model was trained to complete from {trained}, not from {keep} (train with "
+                              "--set model.condition=half for any half, or =quadrants for any 1-3 quadrants)")
         if not hasattr(model, "side"):
             raise ConfigError("completion by a conditional multi-stage model is not supported")
         return "prior"
@@ -108,8 +111,13 @@ def completion_rows(model, x: Tensor, keep: str, method: str = "auto", **options
     return torch.cat([shown, complete(model, x, keep, method, **options), x]), ["kept", "completion", "truth"]
 
 
-def region_box(keep: str, height: int, width: int) -> tuple[slice, slice]:
-    """The rows and columns of the missing half when `keep` is kept."""
-    full_h, full_w, half_h, half_w = slice(0, height), slice(0, width), height // 2, width // 2
-    return {"left": (full_h, slice(half_w, width)), "right": (full_h, slice(0, half_w)),
-            "top": (slice(half_h, height), full_w), "bottom": (slice(0, half_h), full_w)}[keep]
+def missing_regions(keep: str, height: int, width: int) -> list[tuple[slice, slice]]:
+    """The missing part when `keep` is kept, as rectangles (rows, columns) that tile it: one when it is a
+    half or a quadrant, else one per missing quadrant (an L shape, or two opposite corners)."""
+    missing = tuple(q for q in QUADRANTS if q not in kept_quadrants(keep))
+    half = next((name for name, qs in HALF_QUADRANTS.items() if qs == missing), None)
+    if half is not None:
+        rows, cols = quadrant_box(missing[0], height, width)
+        last_rows, last_cols = quadrant_box(missing[1], height, width)
+        return [(slice(rows.start, last_rows.stop), slice(cols.start, last_cols.stop))]
+    return [quadrant_box(q, height, width) for q in missing]

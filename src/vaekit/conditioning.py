@@ -4,7 +4,8 @@ VAEs meet GANs", sec. 2.2 and 4.4).
     log p(x|y) >= E_q(z|x,y)[log p(x|y,z)] - KL(q(z|x,y) || p(z|y))        (seed, sec. 2.2)
 
 y is a class label (one-hot) or a part of the image itself: the kept left / right / top / bottom
-half, or a half chosen at random per image ("half") so one model completes any of the four. As a
+half, a half chosen at random per image ("half") so one model completes any of the four, or a random
+mask of 1, 2 or 3 quadrants kept ("quadrants", Sohn et al.'s MNIST setting). As a
 tensor, y is always float: a one-hot (B, k), or the kept pixels and their mask (B, C + 1, H, W), so
 it can be interpolated and built by hand (`one_hot`, `kept_part`). y enters
 - the encoder as extra input channels (one-hot planes, or the kept pixels and mask),
@@ -28,7 +29,10 @@ from .distributions import DiagonalGaussian, StandardNormal
 from .errors import ConfigError
 
 HALVES = ("left", "right", "top", "bottom")
-CONDITIONS = ("none", "label", *HALVES, "half")
+QUADRANTS = ("tl", "tr", "bl", "br")  # top-left, top-right, bottom-left, bottom-right
+HALF_QUADRANTS = {"left": ("tl", "bl"), "right": ("tr", "br"), "top": ("tl", "tr"), "bottom": ("bl", "br")}
+# "quadrants": a random mask per image, 1, 2 or 3 of the four quadrants kept (Sohn et al.'s / Pyro's setting)
+CONDITIONS = ("none", "label", *HALVES, "half", "quadrants")
 PRIORS = ("standard", "learned")
 
 
@@ -41,7 +45,7 @@ def _is_conditional(c) -> bool:
 
 
 def _is_image_part(c) -> bool:
-    return c.condition in (*HALVES, "half")
+    return c.condition in (*HALVES, "half", "quadrants")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class ConditionConfig:
     """The side-information settings of a model that can be conditional (VAE, VAE-GAN)."""
 
     condition: str = "none"  # none | label | left | right | top | bottom (the kept half) | half (any, at random)
+    #                          | quadrants (1, 2 or 3 of the four quadrants kept, at random)
     classes: int = field(default=0, metadata=applies_when(_is_label, "model.condition = 'label'"))
     #   k, the number of classes; 0 = from the data, set by the run
     prior: str = field(default="standard", metadata=applies_when(_is_conditional, "model.condition is not 'none'"))
@@ -89,19 +94,32 @@ def one_hot(labels: Tensor, classes: int) -> Tensor:
     return F.one_hot(labels.long(), classes).float()
 
 
+def kept_quadrants(keep: str) -> tuple[str, ...]:
+    """The quadrants a kept part covers: a half (left, right, top, bottom) or quadrants joined by '+'
+    (tl, tr, bl, br: e.g. "tl", "tl+br", "tl+tr+bl"); at least one kept and one missing."""
+    if keep in HALVES:
+        return HALF_QUADRANTS[keep]
+    parts = tuple(keep.split("+")) if isinstance(keep, str) else ()
+    if not parts or any(p not in QUADRANTS for p in parts) or len(set(parts)) != len(parts) or len(parts) > 3:
+        raise ConfigError(f"the kept part must be a half ({', '.join(HALVES)}) or 1-3 distinct quadrants joined by "
+                          f"'+' ({', '.join(QUADRANTS)}: e.g. tl, tl+br, tl+tr+bl), got {keep!r}")
+    return tuple(q for q in QUADRANTS if q in parts)
+
+
+def quadrant_box(quadrant: str, height: int, width: int) -> tuple[slice, slice]:
+    """The rows and columns of one quadrant (the top and left ones take the smaller half of an odd side)."""
+    h, w = height // 2, width // 2
+    rows = slice(0, h) if quadrant[0] == "t" else slice(h, height)
+    return rows, (slice(0, w) if quadrant[1] == "l" else slice(w, width))
+
+
 def keep_mask(keep: str, height: int, width: int, device=None) -> Tensor:
-    """1 on the kept half of an image, 0 on the missing one. (1, 1, H, W)"""
-    if keep not in HALVES:
-        raise ConfigError(f"the kept part must be one of {', '.join(HALVES)}, got {keep!r}")
+    """1 on the kept part of an image (a half or a set of quadrants, `kept_quadrants`), 0 on the
+    missing one. (1, 1, H, W)"""
     m = torch.zeros(1, 1, height, width, device=device)
-    if keep == "left":
-        m[..., : width // 2] = 1
-    elif keep == "right":
-        m[..., width // 2:] = 1
-    elif keep == "top":
-        m[..., : height // 2, :] = 1
-    else:
-        m[..., height // 2:, :] = 1
+    for q in kept_quadrants(keep):
+        rows, cols = quadrant_box(q, height, width)
+        m[..., rows, cols] = 1
     return m
 
 
@@ -115,6 +133,16 @@ def random_half_masks(n: int, height: int, width: int, device=None) -> Tensor:
     """One of the four halves per image, uniformly at random (torch's RNG). (n, 1, H, W)"""
     masks = torch.cat([keep_mask(k, height, width, device) for k in HALVES])  # (4, 1, H, W)
     return masks[torch.randint(len(HALVES), (n,), device=device)]
+
+
+# every mask of the "quadrants" condition: 1, 2 or 3 of the four quadrants kept (14 in all)
+QUADRANT_SETS = tuple("+".join(q for i, q in enumerate(QUADRANTS) if bits >> i & 1) for bits in range(1, 15))
+
+
+def random_quadrant_masks(n: int, height: int, width: int, device=None) -> Tensor:
+    """One of the 14 quadrant sets per image, uniformly at random (torch's RNG). (n, 1, H, W)"""
+    masks = torch.cat([keep_mask(k, height, width, device) for k in QUADRANT_SETS])  # (14, 1, H, W)
+    return masks[torch.randint(len(QUADRANT_SETS), (n,), device=device)]
 
 
 class SideInformation(nn.Module):
@@ -167,8 +195,12 @@ class SideInformation(nn.Module):
                 raise ConfigError("this model is conditioned on class labels, and the images came without any")
             return one_hot(labels, self.width).to(x.device)
         h, w = x.shape[-2:]
-        mask = random_half_masks(len(x), h, w, x.device) if self.condition == "half" else \
-            keep_mask(self.condition, h, w, x.device)
+        if self.condition == "half":
+            mask = random_half_masks(len(x), h, w, x.device)
+        elif self.condition == "quadrants":
+            mask = random_quadrant_masks(len(x), h, w, x.device)
+        else:
+            mask = keep_mask(self.condition, h, w, x.device)
         return kept_part(x, mask)
 
     def check(self, y: Tensor | None, n: int) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .conditioning import HALVES, data_classes, side_information_for_samples
+from .conditioning import data_classes, kept_quadrants, side_information_for_samples
 from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml,
                      run_config_to_dict, to_toml)
 from .data import fixed_sample, load_dataset
@@ -167,8 +167,11 @@ class EvaluationOptions:
             fail_unless(getattr(self, name) in DECOMPOSITION_MODES,
                         f"--{name.replace('_', '-')} must be fast, full or off, got {getattr(self, name)!r}")
         fail_unless(not self.inception or self.samples, "--inception needs samples to score; drop --samples 0")
-        fail_unless(self.completion in ("auto", "off", *HALVES),
-                    f"--completion must be auto, off or one of {', '.join(HALVES)}, got {self.completion!r}")
+        if self.completion not in ("auto", "off"):
+            try:
+                kept_quadrants(self.completion)
+            except ConfigError as e:
+                raise ConfigError(f"--completion must be auto, off, a half or 1-3 quadrants: {e}") from None
         fail_unless(self.completion_images >= 1, f"--completion-images must be >= 1, got {self.completion_images}")
         for flag, path in (("--feature-net", self.feature_net), ("--inception", self.inception)):
             fail_unless(path is None or Path(path).is_file(),
@@ -190,7 +193,7 @@ def evaluate_run(model: GenerativeModel, train_data, test_data, options: Evaluat
                                           batch_size=o.batch_size, progress=o.progress))
     keep = o.completion
     if keep == "auto":
-        keep = {"none": "off", "label": "off", "half": "left"}.get(model.condition, model.condition)
+        keep = {"none": "off", "label": "off", "half": "left", "quadrants": "tl"}.get(model.condition, model.condition)
     if keep != "off":
         result.update(evaluate_completion(model, test_data, train_mean, keep, images=o.completion_images,
                                           batch_size=min(o.batch_size, IMAGES_PER_CALL), seed=o.seed,
@@ -453,7 +456,7 @@ def draw_conditional_pictures(out: Path, model: GenerativeModel, test_data, seed
         save_grid(out / "style_transfer.png", grid, nrow=classes + 1)
     elif model.condition != "none" and hasattr(model, "side"):
         idx = fixed_sample(len(test_data), 8, seed)
-        keep = "left" if model.condition == "half" else model.condition
+        keep = {"half": "left", "quadrants": "tl"}.get(model.condition, model.condition)
         grid, _ = completion_rows(model, test_data.batch(idx), keep)
         save_grid(out / "completions.png", grid, nrow=len(idx))
 

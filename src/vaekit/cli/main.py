@@ -311,7 +311,7 @@ def _cmd_complete(args) -> int:
     torch.manual_seed(args.seed)
     grid, names = completion_rows(model, data.batch(idx), args.keep, method, fill=fill, steps=args.steps)
     save_grid(args.output, grid, nrow=len(idx))
-    print(f"wrote {len(idx)} completions ({args.keep} half kept, method {method}) to {args.output} "
+    print(f"wrote {len(idx)} completions ({args.keep} kept, method {method}) to {args.output} "
           f"(rows: {', '.join(names)})")
     return 0
 
@@ -420,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_picture(sub, "complete", "complete the missing half of test images (rows: kept part, completion, "
                      "truth): a CVAE conditioned on the kept half decodes prior draws, any other model infers the "
                      "missing pixels", 8)
-    p.add_argument("--keep", required=True, choices=("left", "right", "top", "bottom"), help="the half kept")
+    p.add_argument("--keep", required=True, help="the part kept: left, right, top or bottom (a half), or 1-3 "
+                   "quadrants joined by '+' (tl, tr, bl, br: e.g. tl, tl+tr+bl)")
     p.add_argument("--method", default="auto", choices=("auto", "prior", "optimise", "iterate"),
                    help="prior: a CVAE's p(z|y); optimise: the code maximising log p(observed pixels|z) + log p(z); "
                         "iterate: encode/decode with the kept pixels clamped; auto: prior for a CVAE, optimise "

@@ -260,21 +260,23 @@ def device_of(model) -> torch.device:
 def evaluate_completion(model, test_data, train_mean: torch.Tensor, keep: str, *, method: str = "auto",
                         images: int = 1000, batch_size: int = IMAGES_PER_CALL, seed: int = 0, steps: int = 100,
                         progress: bool = False) -> dict:
-    """Completion of the missing half of `images` test images (a fixed uniform sample) from their
-    `keep` half: MSE and SSIM of the completed region against the truth, the point estimate (a CVAE's
+    """Completion of the missing part of `images` test images (a fixed uniform sample) from their
+    `keep` part (a half or 1-3 quadrants): MSE and SSIM of the completed region against the truth, the point estimate (a CVAE's
     prior mean, or the inferred code), beside the training mean of that region as the baseline.
     Keys completion/<keep>/{mse,ssim,baseline_mse,baseline_ssim,images,method}."""
-    from ..completion import complete, completion_method, region_box
+    from ..completion import complete, completion_method, missing_regions
 
     method = completion_method(model, keep, method)
     n = min(images, len(test_data))
     order = fixed_sample(len(test_data), n, seed)
-    rows, cols = region_box(keep, *test_data.image_shape[1:])
+    regions = missing_regions(keep, *test_data.image_shape[1:])
+    areas = [(r.stop - r.start) * (c.stop - c.start) for r, c in regions]
+    weights = [a / sum(areas) for a in areas]  # MSE and SSIM of the missing part: area-weighted over its tiles
     device = next(model.parameters()).device
     mean = train_mean.to(device)
     sums = dict(mse=0.0, ssim=0.0, baseline_mse=0.0, baseline_ssim=0.0)
     per_image = 1 if method == "prior" else steps  # inference steps, each a decode (and a gradient) per image
-    with torch.random.fork_rng(devices=[]), TaskProgress(f"completion ({keep} half kept, {method})", n * per_image,
+    with torch.random.fork_rng(devices=[]), TaskProgress(f"completion ({keep} kept, {method})", n * per_image,
                                                          "image steps", enabled=progress) as shown:
         torch.manual_seed(seed)
         for start, stop in even_batches(n, batch_size):
@@ -282,11 +284,12 @@ def evaluate_completion(model, test_data, train_mean: torch.Tensor, keep: str, *
             b = stop - start
             done = complete(model, x, keep, method, fill=mean, mean=True, steps=steps,
                             on_step=lambda: shown.advance(b))
-            truth, region, base = x[..., rows, cols], done[..., rows, cols], mean.expand_as(x)[..., rows, cols]
-            sums["mse"] += float(mse_per_image(region, truth).sum())
-            sums["ssim"] += float(ssim_per_image(region, truth).sum())
-            sums["baseline_mse"] += float(mse_per_image(base, truth).sum())
-            sums["baseline_ssim"] += float(ssim_per_image(base, truth).sum())
+            for (rows, cols), w in zip(regions, weights):
+                truth, region, base = x[..., rows, cols], done[..., rows, cols], mean.expand_as(x)[..., rows, cols]
+                sums["mse"] += w * float(mse_per_image(region, truth).sum())
+                sums["ssim"] += w * float(ssim_per_image(region, truth).sum())
+                sums["baseline_mse"] += w * float(mse_per_image(base, truth).sum())
+                sums["baseline_ssim"] += w * float(ssim_per_image(base, truth).sum())
             if method == "prior":
                 shown.advance(b)
     out = {f"completion/{keep}/{k}": v / n for k, v in sums.items()}
