@@ -310,3 +310,24 @@ def test_a_partly_labelled_run_resumes_with_the_same_labelled_images(labelled_fo
     assert main(args) == 0
     assert (out / "labelled.json").read_text() == kept
     assert json.loads((out / "evaluation.json").read_text())["step"] == 6
+
+
+def test_m2_evaluation_is_chunked_so_one_call_holds_a_bounded_number_of_rows(monkeypatch):
+    """Every class enumerated for every test image: k rows per image, cut into calls of at most
+    IMAGES_PER_CALL rows; the terms do not depend on the cut."""
+    import vaekit.models.m2 as m2_module
+    from vaekit.distributions import DiagonalGaussian
+
+    monkeypatch.setattr(DiagonalGaussian, "sample", lambda self, n=None: self.mu)
+    model = make("m2", architecture="mlp").eval()
+    x, labels = images(9), torch.arange(9) % 4
+    with torch.no_grad():
+        whole = model.loss(Batch(x, labels))
+        rows = []
+        decode = model.nets.decode
+        monkeypatch.setattr(model.nets, "decode", lambda z, y: rows.append(len(z)) or decode(z, y))
+        monkeypatch.setattr(m2_module, "IMAGES_PER_CALL", 8)  # 2 images x 4 classes per call
+        cut = model.loss(Batch(x, labels))
+    assert max(rows) <= 8
+    for k in whole:
+        torch.testing.assert_close(cut[k], whole[k], rtol=1e-5, atol=1e-4)

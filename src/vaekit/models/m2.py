@@ -80,17 +80,29 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
                 terms["bound/unlabelled"] = u.mean()
             return terms
         # evaluation: U(x) of every image (the bound on log p(x) other models report as elbo) and, where
-        # the label is known, L(x, y) and the classification term
+        # the label is known, L(x, y) and the classification term; in chunks, so that one network call
+        # holds at most IMAGES_PER_CALL rows whatever the number of classes
+        per_image: dict[str, list[Tensor]] = {}
+        chunk = max(1, IMAGES_PER_CALL // self.classes)
+        for start in range(0, len(x), chunk):
+            for k, v in self._evaluation_terms(x[start:start + chunk], labels[start:start + chunk]).items():
+                per_image.setdefault(k, []).append(v)
+        terms = {k: torch.cat(v).mean() for k, v in per_image.items()}
+        terms["elbo"] = -terms.pop("unlabelled")
+        if "labelled" in terms:
+            terms["bound/labelled"] = terms.pop("labelled")
+        return terms
+
+    def _evaluation_terms(self, x: Tensor, labels: Tensor) -> dict[str, Tensor]:
         hidden = self.bounds(x, torch.full_like(labels, -1))
-        u = unlabelled_bound(hidden["per_class"], hidden["log_q_y"])
-        terms = {"elbo": -u.mean(), "recon": hidden["recon"].mean(), "kl": hidden["kl"].mean()}
+        out = {"unlabelled": unlabelled_bound(hidden["per_class"], hidden["log_q_y"]), "recon": hidden["recon"],
+               "kl": hidden["kl"]}
         lab = labels >= 0
         if bool(lab.any()):
             told = self.bounds(x[lab], labels[lab])
             ce = -told["log_q_y"].gather(1, labels[lab, None]).squeeze(1)
-            terms.update({"loss": (told["labelled"] + self.alpha * ce).mean(), "bound/labelled": told["labelled"].mean(),
-                          "classification": ce.mean()})
-        return terms
+            out.update({"loss": told["labelled"] + self.alpha * ce, "labelled": told["labelled"], "classification": ce})
+        return out
 
     @torch.no_grad()
     def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None,
