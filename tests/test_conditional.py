@@ -3,6 +3,7 @@ style transfer and image completion (CVAE from the kept half; any unconditional 
 with what they measure."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -213,12 +214,39 @@ def test_a_cvae_on_random_quadrants_completes_from_any_of_them(tmp_path, capsys)
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["completion/tl/method"] == "prior"
     assert evaluation["completion/tl/mse"] < evaluation["completion/tl/baseline_mse"]
-    for keep in ("tl+br", "tr+bl+br", "left"):
-        code, msg, err = run(capsys, "evaluate", out, "--json", "--samples", "0", "--iw-samples", "0",
-                             "--completion", keep, "--completion-images", "100", "--quiet")
+    nll = {}
+    for keep in ("tl+br", "tr+bl+br", "left", "tl"):
+        code, msg, err = run(capsys, "evaluate", out, "--json", "--samples", "0", "--iw-samples", "20",
+                             "--iw-images", "50", "--completion", keep, "--completion-images", "100", "--quiet")
         result = json.loads(msg)
         assert code == 0 and result[f"completion/{keep}/mse"] < result[f"completion/{keep}/baseline_mse"], keep
+        nll[keep] = result[f"completion/{keep}/nll"]
+        assert result[f"completion/{keep}/nll_images"] == 50 and math.isfinite(nll[keep])
         code, _, err = run(capsys, "complete", out, "--keep", keep, "-n", 4, "-o", tmp_path / "c.png")
         assert code == 0, err
+    assert nll["tl"] > nll["left"] > nll["tr+bl+br"] > 0  # fewer kept quadrants: more pixels to explain
     code, _, err = run(capsys, "complete", out, "--keep", "tl+tr+bl+br", "-o", tmp_path / "x.png")
     assert code == 2 and "1-3 distinct quadrants" in err
+
+
+def test_the_conditional_nll_with_one_draw_is_the_single_sample_bound():
+    from conftest import tiny_settings
+    from vaekit.metrics.likelihood import conditional_nll
+    from vaekit.models import build_model, model_config
+
+    torch.manual_seed(0)
+    model = build_model("cvae", model_config("cvae", tiny_settings("cvae", {"condition": "quadrants",
+                                                                              "prior": "learned"})), (1, 8, 8)).eval()
+    x = torch.rand(5, 1, 8, 8)
+    torch.manual_seed(3)
+    got = conditional_nll(model, x, "tl+tr", 1)
+    mask = keep_mask("tl+tr", 8, 8)
+    y = kept_part(x, mask)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        q, prior = model.encode(x, y), model.prior(y, 5)
+        z = q.sample(1)
+        log_w = model.log_likelihood(x, z[0], y, mask=1 - mask) + prior.log_prob(z)[0] - q.log_prob(z)[0]
+    torch.testing.assert_close(got, -log_w)
+    torch.manual_seed(3)
+    assert float(conditional_nll(model, x, "tl+tr", 50).mean()) < float(got.mean()) + 1.0

@@ -197,7 +197,7 @@ def evaluate_run(model: GenerativeModel, train_data, test_data, options: Evaluat
     if keep != "off":
         result.update(evaluate_completion(model, test_data, train_mean, keep, images=o.completion_images,
                                           batch_size=min(o.batch_size, IMAGES_PER_CALL), seed=o.seed,
-                                          progress=o.progress))
+                                          nll_samples=o.iw_samples, nll_images=o.iw_images, progress=o.progress))
     if o.samples:
         result.update(evaluate_samples(model, train_data, test_data, samples=o.samples, pairs=o.pairs,
                                        feature_net_path=o.feature_net, inception_path=o.inception, seed=o.seed,

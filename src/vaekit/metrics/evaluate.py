@@ -259,11 +259,13 @@ def device_of(model) -> torch.device:
 
 def evaluate_completion(model, test_data, train_mean: torch.Tensor, keep: str, *, method: str = "auto",
                         images: int = 1000, batch_size: int = IMAGES_PER_CALL, seed: int = 0, steps: int = 100,
-                        progress: bool = False) -> dict:
+                        nll_samples: int = 0, nll_images: int | None = 200, progress: bool = False) -> dict:
     """Completion of the missing part of `images` test images (a fixed uniform sample) from their
     `keep` part (a half or 1-3 quadrants): MSE and SSIM of the completed region against the truth, the point estimate (a CVAE's
     prior mean, or the inferred code), beside the training mean of that region as the baseline.
-    Keys completion/<keep>/{mse,ssim,baseline_mse,baseline_ssim,images,method}."""
+    Keys completion/<keep>/{mse,ssim,baseline_mse,baseline_ssim,images,method}. A model conditioned on
+    the kept part (method prior) with `nll_samples` = K > 0 adds the importance-weighted bound on
+    -log p(x_missing | x_kept) over the first `nll_images` of the sample (completion/<keep>/nll)."""
     from ..completion import complete, completion_method, missing_regions
 
     method = completion_method(model, keep, method)
@@ -293,6 +295,16 @@ def evaluate_completion(model, test_data, train_mean: torch.Tensor, keep: str, *
             if method == "prior":
                 shown.advance(b)
     out = {f"completion/{keep}/{k}": v / n for k, v in sums.items()}
+    if method == "prior" and nll_samples > 0 and hasattr(model, "log_likelihood"):
+        from .likelihood import conditional_nll
+
+        m = n if nll_images is None else min(nll_images, n)
+        with eval_mode(model), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            nll = sum(float(conditional_nll(model, test_data.batch(order[a:b]).to(device), keep, nll_samples).sum())
+                      for a, b in even_batches(m, batch_size))
+        out.update({f"completion/{keep}/nll": nll / m, f"completion/{keep}/nll_samples": nll_samples,
+                    f"completion/{keep}/nll_images": m})
     out[f"completion/{keep}/images"] = n
     out[f"completion/{keep}/method"] = method
     if method != "prior":

@@ -76,3 +76,33 @@ def iwae_nll(model, x: Tensor, k: int, y: Tensor | None = None, on_chunk=None) -
 def supports_likelihood(model) -> bool:
     """Models with a Gaussian posterior and a tractable p(x|z) can be scored by ELBO/IWAE."""
     return hasattr(model, "log_likelihood") and model.has_posterior
+
+
+@torch.no_grad()
+def conditional_nll(model, x: Tensor, keep: str, k: int, images_per_call: int = IMAGES_PER_CALL) -> Tensor:
+    """Importance-weighted upper bound on -log p(x_missing | x_kept) per image, in nats, for a model
+    conditioned on the kept part y (Sohn et al. 2015's conditional log-likelihood, sec. 4.2):
+        log p(x_m|y) >= E[log (1/K) sum_k p(x_m|z_k, y) p(z_k|y) / q(z_k|x, y)],  z_k ~ q(z|x, y),
+    the likelihood over the missing pixels only. (B,)"""
+    from ..conditioning import keep_mask, kept_part
+
+    if model.condition in ("none", "label") or not hasattr(model, "log_likelihood"):
+        raise ValueError("the conditional log-likelihood needs a model with a likelihood conditioned on an image part")
+    mask = keep_mask(keep, *x.shape[-2:], device=x.device)
+    y = kept_part(x, mask)
+    missing = 1 - mask
+    out = []
+    for first in range(0, len(x), images_per_call):
+        x_part, y_part = x[first:first + images_per_call], y[first:first + images_per_call]
+        b = len(x_part)
+        q, prior = model.encode(x_part, y_part), model.prior(y_part, b)
+        draws = max(1, images_per_call // b)
+        rows = []
+        for start in range(0, k, draws):
+            n = min(draws, k - start)
+            z = q.sample(n)  # (n, b, D)
+            log_px = model.log_likelihood(_repeat(x_part, n), z.reshape(n * b, -1), _repeat(y_part, n),
+                                          mask=missing).view(n, b)
+            rows.append(log_px + prior.log_prob(z) - q.log_prob(z))
+        out.append(-iwae_bound(torch.cat(rows, 0)))
+    return torch.cat(out)
