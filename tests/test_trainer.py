@@ -227,3 +227,25 @@ def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_is_read(tmp
     (tmp_path / "p.pkl").write_bytes(pickle.dumps({"a": 1}))
     torch.save({"a": 1}, tmp_path / "t.pt")
     assert looks_like_pickle(tmp_path / "p.pkl") and looks_like_pickle(tmp_path / "t.pt")
+
+
+def test_progress_shows_the_step_and_time_left_between_log_intervals():
+    """A slow model logs every 50 steps, which can be minutes: a line with the step and eta comes every
+    `every` seconds in between, and never more often."""
+    import io
+    import time
+
+    from vaekit.train.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(100, stream=stream, every=0.05)
+    progress.tick(1)
+    assert stream.getvalue() == ""  # too soon
+    time.sleep(0.06)
+    progress.tick(3)
+    line = stream.getvalue()
+    assert "3/100" in line and "eta" in line
+    progress.tick(4)
+    assert stream.getvalue() == line
+    progress.update(5, {"loss": 1.5}, 10.0)
+    assert "loss=1.5" in stream.getvalue().splitlines()[-1]

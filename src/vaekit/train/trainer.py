@@ -283,6 +283,8 @@ class Trainer:
                                   {"step": self.step, **last, "images_per_s": ips})
                 progress.update(self.step, last, ips)
                 sums, count, t_last, paused = {}, 0, time.perf_counter(), 0.0
+            else:
+                progress.tick(self.step)
             t_pause = time.perf_counter()  # evaluation and checkpoints do not count towards images/s
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
                 result = self.run_evaluation()
