@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=2000, help="M2's optimiser steps per run (batch 100)")
     ap.add_argument("--gan-steps", type=int, default=500, help="SSL-VAE-GAN's steps per run")
-    ap.add_argument("--gan-labels", type=int, nargs="+", default=[600, 1000], help="label counts for SSL-VAE-GAN")
+    ap.add_argument("--gan-labels", type=int, nargs="*", default=[600, 1000], help="label counts for SSL-VAE-GAN (none: skip it)")
     ap.add_argument("--gan-seeds", type=int, nargs="+", default=[0], help="seeds for SSL-VAE-GAN")
     ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                     help="settings for every run, e.g. model.architecture=mlp")

@@ -331,3 +331,19 @@ def test_m2_evaluation_is_chunked_so_one_call_holds_a_bounded_number_of_rows(mon
     assert max(rows) <= 8
     for k in whole:
         torch.testing.assert_close(cut[k], whole[k], rtol=1e-5, atol=1e-4)
+
+
+def test_data_weighting_is_an_unbiased_estimate_of_j_alpha_over_n(monkeypatch):
+    """weighting = "data": each part of the batch re-weighted from its batch share to its share of the
+    training set (N_labelled / N = 0.1 here, 4 of 8 in the batch)."""
+    from vaekit.distributions import DiagonalGaussian
+
+    monkeypatch.setattr(DiagonalGaussian, "sample", lambda self, n=None: self.mu)
+    x, labels = images(8), torch.tensor([0, 1, 2, 3, -1, -1, -1, -1])
+    batch = make("m2", architecture="mlp", train_images=1000, labelled_images=100)
+    data = make("m2", architecture="mlp", train_images=1000, labelled_images=100, weighting="data")
+    t = batch.loss(Batch(x, labels))
+    labelled = 4 * (t["bound/labelled"] + batch.alpha * t["classification"])
+    unlabelled = 4 * t["bound/unlabelled"]
+    torch.testing.assert_close(t["loss"], (labelled + unlabelled) / 8)
+    torch.testing.assert_close(data.loss(Batch(x, labels))["loss"], (0.1 * 8 / 4 * labelled + 0.9 * 8 / 4 * unlabelled) / 8)

@@ -8,7 +8,8 @@ images add alpha * -log q(y|x) with Kingma et al.'s alpha = 0.1 N / N_labelled p
 a batch is the mean of these per-image terms over its images; labelled images fill
 `data.labelled_fraction` of each batch rather than their share of the data, so they weigh that much
 more than in J^alpha's sum (as with the equal labelled and unlabelled batches of common
-implementations). A class is predicted by argmax q(y|x). The IWAE bound is on log p(x): y is drawn
+implementations); `weighting = "data"` re-weights both parts to their shares of the training set, an
+unbiased estimate of J^alpha / N. A class is predicted by argmax q(y|x). The IWAE bound is on log p(x): y is drawn
 from q(y|x) with z, never told.
 """
 
@@ -22,6 +23,7 @@ from torch import Tensor
 from ..conditioning import one_hot
 from ..config import refuse_inapplicable
 from ..distributions import DiagonalGaussian, standard_normal_log_prob
+from ..errors import ConfigError
 from ..likelihoods import make_likelihood
 from ..metrics.likelihood import IMAGES_PER_CALL
 from ..objectives.semi_supervised import enumerate_classes, log_uniform_prior, unlabelled_bound
@@ -32,9 +34,14 @@ from .vae import LikelihoodDecoder, ObservationConfig
 
 @dataclass(frozen=True)
 class M2Config(SemiSupervisedConfig, ObservationConfig):
+    weighting: str = "batch"  # batch: the mean of the batch's per-image terms | data: each part re-weighted to
+    #                           its share of the training set, an unbiased estimate of J^alpha / N
+
     def __post_init__(self):
         self.check_observation()
         self.check_semi_supervised()
+        if self.weighting not in ("batch", "data"):
+            raise ConfigError(f"model.weighting must be 'batch' or 'data', got {self.weighting!r}")
         refuse_inapplicable(self)
 
 
@@ -71,7 +78,8 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
             lab = b["lab"]
             ce = -b["log_q_y"][lab].gather(1, labels[lab, None]).squeeze(1)  # (n_l,) -log q(y|x)
             u = unlabelled_bound(b["per_class"], b["log_q_y"][~lab])  # (n_u,)
-            total = (b["labelled"] + self.alpha * ce).sum() + u.sum()
+            w_l, w_u = self._part_weights(len(ce), len(u))
+            total = w_l * (b["labelled"] + self.alpha * ce).sum() + w_u * u.sum()
             terms = {"loss": total / len(x), "recon": b["recon"].mean(), "kl": b["kl"].mean()}
             if len(ce):
                 terms.update({"bound/labelled": b["labelled"].mean(), "classification": ce.mean(),
@@ -92,6 +100,15 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
         if "labelled" in terms:
             terms["bound/labelled"] = terms.pop("labelled")
         return terms
+
+    def _part_weights(self, n_labelled: int, n_unlabelled: int) -> tuple[float, float]:
+        """The weights of the labelled and unlabelled images' terms in the batch mean: 1 and 1, or with
+        weighting = "data" their shares of the training set over their shares of the batch."""
+        c, b = self.config, n_labelled + n_unlabelled
+        if c.weighting == "batch" or not (n_labelled and n_unlabelled) or c.train_images < 1:
+            return 1.0, 1.0
+        share = c.labelled_images / c.train_images
+        return share * b / n_labelled, (1 - share) * b / n_unlabelled
 
     def _evaluation_terms(self, x: Tensor, labels: Tensor) -> dict[str, Tensor]:
         hidden = self.bounds(x, torch.full_like(labels, -1))
