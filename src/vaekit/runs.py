@@ -30,6 +30,7 @@ from .conditioning import data_classes, kept_quadrants, side_information_for_sam
 from .config import (DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml,
                      run_config_to_dict, to_toml)
 from .data import fixed_sample, load_dataset
+from .data.binarize import binarized
 from .data.labelled import balanced_labelled_subset, partly_labelled
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError
@@ -124,7 +125,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, Gener
 
 def load_split(cfg: RunConfig, split: str):
     d = cfg.data
-    return load_dataset(d.name, split, root=d.root, size=d.size, channels=d.channels)
+    return binarized(load_dataset(d.name, split, root=d.root, size=d.size, channels=d.channels), d.binarize, split)
 
 
 # --- evaluation -------------------------------------------------------------------------
