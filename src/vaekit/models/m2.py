@@ -59,7 +59,7 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
         (`per_class`, (n_u, k)), from one pass of the posterior and decoder networks; log q(y|x) of
         every image; recon and KL per image (expected under q(y|x) where unlabelled)."""
         h = self.nets.trunk(x)
-        log_q_y = self.log_q_y(h, x)  # (B, k)
+        log_q_y = self.log_q_y(h)  # (B, k)
         r = self.rows(h, x, labels)
         q = DiagonalGaussian(*self.nets.posterior(r.h, r.y))
         recon = -self.likelihood.log_prob(self.nets.decode(q.sample(), r.y), r.x)  # (rows,)
@@ -131,7 +131,7 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
             x_part = x[first:first + images_per_call]
             b = len(x_part)
             h = self.nets.trunk(x_part)
-            log_q_y = self.log_q_y(h, x_part)  # (b, k)
+            log_q_y = self.log_q_y(h)  # (b, k)
             draws = max(1, images_per_call // b)
             rows = []
             for start in range(0, k, draws):

@@ -99,12 +99,12 @@ class SemiSupervisedBase(GenerativeModel):
     def classifies(self) -> bool:
         return True
 
-    def log_q_y(self, h: Tensor, x: Tensor) -> Tensor:
+    def log_q_y(self, h: Tensor) -> Tensor:
         """log q(y|x) from the trunk's features h of images x. (B, k)"""
-        return F.log_softmax(full_precision(self.nets.logits(h, x)), 1)
+        return F.log_softmax(full_precision(self.nets.logits(h)), 1)
 
     def classify(self, x: Tensor) -> Tensor:
-        return self.log_q_y(self.nets.trunk(x), x)
+        return self.log_q_y(self.nets.trunk(x))
 
     def _check_y(self, y: Tensor | None, n: int) -> Tensor:
         if y is None or tuple(y.shape) != (n, self.classes):
@@ -115,7 +115,7 @@ class SemiSupervisedBase(GenerativeModel):
     def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
         h = self.nets.trunk(x)
         if y is None:  # not told: the class q(y|x) finds most probable
-            y = one_hot(self.log_q_y(h, x).argmax(1), self.classes)
+            y = one_hot(self.log_q_y(h).argmax(1), self.classes)
         mu, logvar = self.nets.posterior(h, self._check_y(y, len(x)))
         return DiagonalGaussian(mu, logvar)
 

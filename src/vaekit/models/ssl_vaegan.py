@@ -76,7 +76,7 @@ class SSLVAEGAN(SemiSupervisedBase):
         c, x, labels, l = self.config, batch.x, batch_labels(batch), self.config.feature_layer
         k = self.classes
         h = self.nets.trunk(x)
-        log_q_y = self.log_q_y(h, x)  # (B, k)
+        log_q_y = self.log_q_y(h)  # (B, k)
         r = self.rows(h, x, labels)
         lab, n_l = r.labelled, r.n_labelled
         q = DiagonalGaussian(*self.nets.posterior(r.h, r.y))

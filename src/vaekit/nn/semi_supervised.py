@@ -34,7 +34,7 @@ def _dense(n_in: int, n_out: int, act: type[nn.Module], norm: bool) -> list[nn.M
 
 
 class SemiSupervisedNetworks(nn.Module):
-    """trunk(x) -> h; logits(h) -> (B, k); posterior(h, x, y) -> (mu, logvar); decode(z, y) -> raw."""
+    """trunk(x) -> h; logits(h) -> (B, k); posterior(h, y) -> (mu, logvar); decode(z, y) -> raw."""
 
     def __init__(self, architecture: str, image_shape: tuple[int, int, int], classes: int, latent_dim: int,
                  width_factor: float = 1.0):
@@ -80,7 +80,7 @@ class SemiSupervisedNetworks(nn.Module):
         self.logvar_head = nn.Linear(wide, D)
         self.mu_net = nn.Sequential(*_dense(wide + k, wide, act, True), nn.Linear(wide, D))
 
-    def logits(self, h: Tensor, x: Tensor) -> Tensor:
+    def logits(self, h: Tensor) -> Tensor:
         """Unnormalised log q(y|x) from the trunk's features h of images x. (B, k)"""
         return self.classifier(h)
 

@@ -34,7 +34,7 @@ def train_supervised_baseline(model, data, *, steps: int, batch_size: int, lr: f
         for step in range(steps):
             idx = positions[sampler.indices(step)]
             x, y = data.batch(idx).to(device), data.labels[idx].to(device)
-            loss = F.cross_entropy(model.nets.logits(model.nets.trunk(x), x), y)
+            loss = F.cross_entropy(model.nets.logits(model.nets.trunk(x)), y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward(inputs=params)
             optimiser.step()
