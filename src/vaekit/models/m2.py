@@ -24,7 +24,6 @@ from ..conditioning import one_hot
 from ..config import refuse_inapplicable
 from ..distributions import DiagonalGaussian, standard_normal_log_prob
 from ..errors import ConfigError
-from ..likelihoods import make_likelihood
 from ..metrics.likelihood import IMAGES_PER_CALL
 from ..objectives.semi_supervised import enumerate_classes, log_uniform_prior, unlabelled_bound
 from .base import Batch
@@ -52,7 +51,7 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
 
     def __init__(self, config: M2Config, image_shape):
         super().__init__(config, image_shape)
-        self.likelihood = make_likelihood(config.likelihood, config.scale, config.learn_scale)
+        self.likelihood = config.make_likelihood()
 
     def bounds(self, x: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """L(x, y) of the labelled images (labels >= 0) and L(x, c) of every class c for the others
@@ -111,14 +110,16 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
         return share * b / n_labelled, (1 - share) * b / n_unlabelled
 
     def _evaluation_terms(self, x: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """Per image, from one enumerated pass: U(x), and where the label is known L(x, y) (the pass's
+        column for y) and the classification term."""
         hidden = self.bounds(x, torch.full_like(labels, -1))
         out = {"unlabelled": unlabelled_bound(hidden["per_class"], hidden["log_q_y"]), "recon": hidden["recon"],
                "kl": hidden["kl"]}
         lab = labels >= 0
         if bool(lab.any()):
-            told = self.bounds(x[lab], labels[lab])
-            ce = -told["log_q_y"].gather(1, labels[lab, None]).squeeze(1)
-            out.update({"loss": told["labelled"] + self.alpha * ce, "labelled": told["labelled"], "classification": ce})
+            told = hidden["per_class"][lab].gather(1, labels[lab, None]).squeeze(1)  # L(x, y)
+            ce = -hidden["log_q_y"][lab].gather(1, labels[lab, None]).squeeze(1)
+            out.update({"loss": told + self.alpha * ce, "labelled": told, "classification": ce})
         return out
 
     @torch.no_grad()

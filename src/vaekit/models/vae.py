@@ -51,6 +51,10 @@ class ObservationConfig:
     learn_scale: bool = field(default=False, metadata=applies_when(_has_scale, _SCALED))
     #   learn one shared scale (sigma-VAE) instead of fixing it
 
+    def make_likelihood(self):
+        """The observation model these settings name (vaekit.likelihoods)."""
+        return make_likelihood(self.likelihood, self.scale, self.learn_scale)
+
     def check_observation(self) -> None:
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"model.likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
@@ -169,7 +173,7 @@ class VAE(LikelihoodDecoder, GaussianAutoencoder):
 
     def __init__(self, config: VAEConfig, image_shape):
         super().__init__(config, image_shape)
-        self.likelihood = make_likelihood(config.likelihood, config.scale, config.learn_scale)
+        self.likelihood = config.make_likelihood()
 
     @classmethod
     def settings_from_data(cls, config: VAEConfig, facts):
@@ -220,7 +224,7 @@ class AE(LikelihoodDecoder, ConvAutoencoderBase):
 
     def __init__(self, config: AEConfig, image_shape):
         super().__init__(config, image_shape)
-        self.likelihood = make_likelihood(config.likelihood, config.scale, config.learn_scale)
+        self.likelihood = config.make_likelihood()
         self.register_buffer("code_mean", torch.zeros(config.latent_dim))
         self.register_buffer("code_var", torch.ones(config.latent_dim))
 
