@@ -72,6 +72,67 @@ def make_discriminator(c, image_shape, outputs: int, max_channels: int, downsamp
     return d
 
 
+class AdversarialObjective:
+    """Mixin: the generator and discriminator losses (2)-(3) of the seed (CVAE-GAN's k + 1-class form
+    when the model has `classes`), split into Larsen et al.'s encoder / decoder / discriminator groups,
+    for any encoder and decoder: VAE-GAN's and DRAW-GAN's. Needs `self.discriminator`, `self.classes`
+    and a config with the DiscriminatorConfig weights."""
+
+    def adversarial_terms(self, x: Tensor, labels: Tensor | None, kl: Tensor, x_tilde: Tensor, x_p: Tensor,
+                          reconstruction: Tensor | None = None, anchor: Tensor | float = 0.0) -> dict[str, Tensor]:
+        """The three groups' losses and what is logged, from real images x, the per-image KL, the
+        reconstructions x~ = Dec(Enc(x)) and samples x_p = Dec(z_p). Both encoder and decoder minimise
+        `reconstruction` (per image; default L_llike^{Dis_l}) and `anchor` (VAE-GAN's pixel term)."""
+        c, l = self.config, self.config.feature_layer
+        real_logit, real_maps = self.discriminator.forward_with_features(x)
+        tilde_logit, tilde_maps = self.discriminator.forward_with_features(x_tilde)
+        p_logit = self.discriminator(x_p)
+        llike = 0.5 * l2_loss(tilde_maps[l], real_maps[l].detach())  # (B,) L_llike^{Dis_l}, sigma = 1
+        # the fakes of L_D are detached: L_D trains the discriminator only
+        p_logit_d, tilde_logit_d = self.discriminator(x_p.detach()), self.discriminator(x_tilde.detach())
+        if self.classes:  # CVAE-GAN (sec. 3.2): k + 1 classes, the last one "generated"
+            fake = torch.full_like(labels, self.classes)
+            gan_g = class_loss(p_logit, labels) + class_loss(tilde_logit, labels)
+            d_real, d_p, d_tilde = (class_loss(real_logit, labels), class_loss(p_logit_d, fake),
+                                    class_loss(tilde_logit_d, fake))
+            real_prob = F.softmax(full_precision(real_logit), 1)
+            p_prob = F.softmax(full_precision(p_logit), 1)
+            d_x, d_xp = 1 - real_prob[:, -1], 1 - p_prob[:, -1]  # P(not generated)
+        else:
+            gan_g = generator_loss(p_logit) + generator_loss(tilde_logit)  # eq. 2: -log D(x_p) - log D(x~)
+            d_real, d_p = discriminator_loss(real_logit, p_logit_d)  # eq. 3
+            _, d_tilde = discriminator_loss(real_logit, tilde_logit_d)
+            d_x, d_xp = torch.sigmoid(full_precision(real_logit)), torch.sigmoid(full_precision(p_logit))
+        rec = llike if reconstruction is None else reconstruction
+        encoder_loss = c.beta * kl + rec + anchor
+        decoder_loss = c.gamma * rec + c.adversarial_weight * gan_g + anchor
+        return {
+            "loss/encoder": encoder_loss.mean(), "loss/decoder": decoder_loss.mean(),
+            "loss/discriminator": (d_real + d_p + d_tilde).mean(),
+            "kl": kl.mean(), "llike": llike.mean(),
+            "adv/g": gan_g.mean(), "adv/d_real": d_real.mean(), "adv/d_sample": d_p.mean(),
+            "adv/d_rec": d_tilde.mean(),
+            "adv/D(x)": d_x.mean(), "adv/D(x_p)": d_xp.mean(),
+            **({"adv/D_label_accuracy": (real_logit[:, :-1].argmax(1) == labels).float().mean()}
+               if self.classes else {}),
+        }
+
+    @property
+    def classifies(self) -> bool:
+        return bool(self.classes)  # CVAE-GAN: the discriminator's k real classes
+
+    def classify(self, x: Tensor) -> Tensor:
+        """log D(y|x) over the k real classes (the "generated" class left out, renormalised). (B, k)"""
+        if not self.classes:
+            return super().classify(x)
+        return F.log_softmax(full_precision(self.discriminator(x))[:, :-1], 1)
+
+    def curve_panels(self) -> list[tuple[str, list[str], dict[str, float]]]:
+        return [("discriminator's view", ["adv/D(x)", "adv/D(x_p)"], {"chance": 0.5}),
+                ("losses", ["loss/encoder", "loss/decoder", "loss/discriminator"], {}),
+                ("learned similarity and pixel error", ["llike", "recon"], {})]
+
+
 @dataclass(frozen=True)
 class VAEGANConfig(NetworkConfig, ConditionConfig, DiscriminatorConfig):
     pixel_weight: float = 0.0  # optional 1/2 ||x - x~||^2 added to encoder and decoder (a pixel anchor)
@@ -85,7 +146,7 @@ class VAEGANConfig(NetworkConfig, ConditionConfig, DiscriminatorConfig):
         self.check_condition()
 
 
-class VAEGAN(GaussianAutoencoder):
+class VAEGAN(AdversarialObjective, GaussianAutoencoder):
     description = "VAE-GAN: reconstruction in a discriminator's features (learned similarity), GAN loss on samples"
     paper = "Larsen et al. 2016, Autoencoding beyond pixels using a learned similarity metric"
     config_class = VAEGANConfig
@@ -97,16 +158,6 @@ class VAEGAN(GaussianAutoencoder):
         self.discriminator = make_discriminator(c, image_shape, self.classes + 1 if self.classes else 1,
                                                 c.max_channels, c.downsamples)
 
-    @property
-    def classifies(self) -> bool:
-        return bool(self.classes)  # CVAE-GAN: the discriminator's k real classes
-
-    def classify(self, x: Tensor) -> Tensor:
-        """log D(y|x) over the k real classes (the "generated" class left out, renormalised). (B, k)"""
-        if not self.classes:
-            return super().classify(x)
-        return F.log_softmax(full_precision(self.discriminator(x))[:, :-1], 1)
-
     def optim_groups(self):
         # the prior network p(z|y) is trained by the KL (the encoder's loss), the embedding e(y) of an
         # image part by everything the decoder reads it for
@@ -117,51 +168,14 @@ class VAEGAN(GaussianAutoencoder):
                 "loss/discriminator": list(self.discriminator.parameters())}
 
     def loss(self, batch: Batch, step: int = 0, phase: int = 0) -> dict[str, Tensor]:
-        c, x, l = self.config, batch.x, self.config.feature_layer
+        c, x = self.config, batch.x
         y = self.side_information(batch)
         q = self.encode(x, y)
         z = q.sample()  # (B, D)
         prior = self.prior(y, len(z))
         x_tilde = self.decode(z, y)  # Dec(Enc(x, y), y)
         x_p = self.decode(prior.sample(), y)  # Dec(z_p, y)
-        kl = q.kl(prior)  # (B,)
-
-        real_logit, real_maps = self.discriminator.forward_with_features(x)
-        tilde_logit, tilde_maps = self.discriminator.forward_with_features(x_tilde)
-        p_logit = self.discriminator(x_p)
-        llike = 0.5 * l2_loss(tilde_maps[l], real_maps[l].detach())  # (B,) L_llike^{Dis_l}, sigma = 1
-        # the fakes of L_D are detached: L_D trains the discriminator only
-        p_logit_d, tilde_logit_d = self.discriminator(x_p.detach()), self.discriminator(x_tilde.detach())
-        if self.classes:  # CVAE-GAN (sec. 3.2): k + 1 classes, the last one "generated"
-            labels = batch.y
-            fake = torch.full_like(labels, self.classes)
-            gan_g = class_loss(p_logit, labels) + class_loss(tilde_logit, labels)
-            d_real, d_p, d_tilde = (class_loss(real_logit, labels), class_loss(p_logit_d, fake),
-                                    class_loss(tilde_logit_d, fake))
-            real_prob = F.softmax(full_precision(real_logit), 1)
-            p_prob = F.softmax(full_precision(p_logit), 1)
-            d_x, d_xp = 1 - real_prob[:, -1], 1 - p_prob[:, -1]  # P(not generated)
-        else:
-            gan_g = generator_loss(p_logit) + generator_loss(tilde_logit)  # eq. 2: -log D(x_p) - log D(x~)
-            d_real, d_p = discriminator_loss(real_logit, p_logit_d)  # eq. 3
-            _, d_tilde = discriminator_loss(real_logit, tilde_logit_d)
-            d_x, d_xp = torch.sigmoid(full_precision(real_logit)), torch.sigmoid(full_precision(p_logit))
         pixel = 0.5 * l2_loss(x_tilde, x)  # (B,)
-
-        encoder_loss = c.beta * kl + llike + c.pixel_weight * pixel
-        decoder_loss = c.gamma * llike + c.adversarial_weight * gan_g + c.pixel_weight * pixel
-        return {
-            "loss/encoder": encoder_loss.mean(), "loss/decoder": decoder_loss.mean(),
-            "loss/discriminator": (d_real + d_p + d_tilde).mean(),
-            "kl": kl.mean(), "llike": llike.mean(), "recon": pixel.mean(),
-            "adv/g": gan_g.mean(), "adv/d_real": d_real.mean(), "adv/d_sample": d_p.mean(),
-            "adv/d_rec": d_tilde.mean(),
-            "adv/D(x)": d_x.mean(), "adv/D(x_p)": d_xp.mean(),
-            **({"adv/D_label_accuracy": (real_logit[:, :-1].argmax(1) == batch.y).float().mean()}
-               if self.classes else {}),
-        }
-
-    def curve_panels(self) -> list[tuple[str, list[str], dict[str, float]]]:
-        return [("discriminator's view", ["adv/D(x)", "adv/D(x_p)"], {"chance": 0.5}),
-                ("losses", ["loss/encoder", "loss/decoder", "loss/discriminator"], {}),
-                ("learned similarity and pixel error", ["llike", "recon"], {})]
+        terms = self.adversarial_terms(x, batch.y, q.kl(prior), x_tilde, x_p, anchor=c.pixel_weight * pixel)
+        terms["recon"] = pixel.mean()
+        return terms
