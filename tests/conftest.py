@@ -21,6 +21,8 @@ needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST not i
 
 TINY = {"latent_dim": 4, "base_channels": 4, "max_channels": 8}
 TINY_SEMI_SUPERVISED = {"width_factor": 0.02, "discriminator_channels": 4, "discriminator_max_channels": 8}
+TINY_DRAW = {"latent_dim": 4, "glimpses": 3, "encoder_hidden": 8, "decoder_hidden": 8, "discriminator_channels": 4,
+             "discriminator_max_channels": 8}
 
 
 def blob_images(n: int, size: int = 16, channels: int = 1, seed: int = 0) -> torch.Tensor:
@@ -84,6 +86,7 @@ def tiny_settings(name: str, overrides: dict | None = None) -> dict:
     else:
         fields = {f.name for f in dataclasses.fields(entry.preset)}
         tiny = {**TINY, **TINY_SEMI_SUPERVISED} if "width_factor" in fields else TINY  # M2's networks
+        tiny = TINY_DRAW if "glimpses" in fields else tiny  # DRAW's recurrence
         settings = {k: v for k, v in tiny.items() if k in fields}
     settings.update(overrides or {})
     filled = entry.model_class.settings_from_data(model_config(name, settings),

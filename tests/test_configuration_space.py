@@ -109,6 +109,8 @@ def test_every_model_trains_evaluates_and_reloads_on_every_shape(name, base, ove
     z = model.prior_sample(3, y)
     _, other, _ = load_run(out)
     torch.testing.assert_close(model.decode(z, y), other.decode(z, y), rtol=0, atol=0)
+    if hasattr(model, "canvas_sequence"):  # DRAW: the canvas over time
+        assert (out / "canvas" / "samples.gif").exists() and (out / "canvas" / "reconstruction-0.png").exists()
     if model.condition == "label":
         assert (out / "classes.png").exists() and (out / "style_transfer.png").exists()
     elif model.condition != "none" and base is None:

@@ -68,8 +68,12 @@ def test_shapes_of_the_contract(case):
     assert isinstance(prior, DiagonalGaussian) and prior.mu.shape == z.shape
     assert model.prior_sample(6, y).shape == z.shape
     stages = model.decode_stages(z, y)  # single-stage: {"output"}; multi-stage: coarse, refine1, ..., one per stage
-    names = ["coarse", *(f"refine{i + 1}" for i in range(len(model.config.stages)))] \
-        if isinstance(model, MultiStageVAE) else ["output"]
+    if isinstance(model, MultiStageVAE):
+        names = ["coarse", *(f"refine{i + 1}" for i in range(len(model.config.stages)))]
+    elif hasattr(model, "stage_times"):  # DRAW: the canvas at evenly spaced glimpses
+        names = [f"t={t}" for t in model.stage_times()]
+    else:
+        names = ["output"]
     assert list(stages) == names
     assert torch.equal(stages[names[-1]], model.decode(z, y))  # the last stage is the model's output
     for image in stages.values():
@@ -78,7 +82,8 @@ def test_shapes_of_the_contract(case):
     assert out.min() >= 0 and out.max() <= 1
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("cvae", "cvae_gan") or c[1].get("condition")],
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("cvae", "cvae_gan", "conditional_draw")
+                                  or c[1].get("condition")],
                          ids=case_id)
 def test_side_information_reaches_encoder_decoder_and_learned_prior(case):
     model = tiny_case(case)

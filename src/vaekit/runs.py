@@ -427,12 +427,18 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
         x, ends = test_data.batch(shown[:2 * pairs]), shown[:2 * pairs]
         save_grid(out / "interpolations.png", interpolation_grid(
             model, x[:pairs], x[pairs:], labels_a=pick(ends[:pairs]), labels_b=pick(ends[pairs:])), nrow=12)
-        if model.has_posterior:  # rows ordered by KL on 1,000 test images (a fixed sample), as `vaekit traverse`
+        if model.has_posterior and model.factorised_posterior:  # rows by KL on 1,000 test images, as `vaekit traverse`
             kl_idx = fixed_sample(len(test_data), 1000)
             grid, _, _ = traversal_grid(model, test_data.batch(torch.arange(1)), test_data.batch(kl_idx), steps=9,
                                         dims=10, labels_ref=pick(torch.arange(1)), labels_kl=pick(kl_idx))
             save_grid(out / "traversals.png", grid, nrow=9)
         draw_conditional_pictures(out, model, test_data, cfg.train.seed)
+        if hasattr(model, "canvas_sequence"):  # DRAW: the canvas over time, 4 reconstructions and 4 samples
+            from .canvas import save_canvas_pictures
+
+            y = side_information_for_samples(model, test_data, 0, 4, cfg.train.seed)
+            save_canvas_pictures(out, model, test_data.batch(shown[:4]), side_of(model, test_data.batch(shown[:4]).to(
+                model.device), pick(shown[:4])), model.prior_sample(4, y), y)
     rows = _read_jsonl(out / "metrics.jsonl")
     eval_rows = _read_jsonl(out / "eval.jsonl")
     keys = [k for k in (rows[-1] if rows else {}) if k not in ("step", "images_per_s")][:6]  # as the model logs them
@@ -556,6 +562,11 @@ def write_report(out: Path, cfg: RunConfig, saved: dict, result: dict, model: Ge
     if (out / "traversals.png").exists():
         lines += ["", "Latent traversals of the 10 most used dimensions (rows, by KL on test images; columns -3 … 3 "
                   "prior standard deviations around the first test image's code):", "", "![traversals](traversals.png)"]
+    if (out / "canvas").is_dir():
+        lines += ["", "The canvas over time (read attention red, write attention green): four test images reconstructed "
+                  "(the posterior means) and four samples from the prior, one frame per glimpse; a strip per sequence in "
+                  "canvas/.", "", "![reconstructions over time](canvas/reconstructions.gif) "
+                  "![samples over time](canvas/samples.gif)", "", "![first sample's canvases](canvas/sample-0.png)"]
     if (out / "training_curves.png").exists():
         lines += ["", "![training curves](training_curves.png)"]
     if (out / "classes.png").exists():

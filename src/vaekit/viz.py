@@ -27,17 +27,22 @@ def save_png(path: str | Path, array: np.ndarray, scale: int = 1) -> Path:
     """Write an (H, W, C) uint8 array as PNG, atomically; `scale` enlarges by pixel repetition."""
     from PIL import Image
 
+    if scale > 1:
+        array = array.repeat(scale, 0).repeat(scale, 1)
+    return save_image(path, Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array), format="PNG")
+
+
+def save_image(path: str | Path, img, **save_options) -> Path:
+    """Write a PIL image (a GIF's first frame, with `save_all` and `append_images` in `save_options`)
+    atomically: a temporary file beside `path`, renamed over it once complete."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    if scale > 1:
-        array = array.repeat(scale, 0).repeat(scale, 1)
-    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
     os.close(fd)
     try:
-        img.save(tmp, format="PNG")
+        img.save(tmp, **save_options)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

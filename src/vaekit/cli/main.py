@@ -229,6 +229,9 @@ def _cmd_traverse(args) -> int:
     _positive(args.steps, "--steps")
     if not model.has_posterior:
         raise ConfigError(f"{cfg.model_name} has no posterior q(z|x): latent KLs, and so traversals by KL, need one")
+    if not model.factorised_posterior:
+        raise ConfigError(f"{cfg.model_name}'s posterior is sequential (q(z_t | x, z_<t)), not one q(z|x): traversals "
+                          "ordered by a per-dimension KL do not apply; see the canvases (vaekit sample --stages)")
     data = load_split(cfg, "test")
     if not 0 <= args.image < len(data):
         raise ConfigError(f"--image must lie in [0, {len(data) - 1}], got {args.image}")

@@ -118,12 +118,12 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     2 CPU cores beside the encoding). mode "fast": ~58k images for the mean-based metrics and
     `mig_posterior` on 10,000 uniformly drawn settings with 2,000 samples per entropy (~68k images
     encoded in all; its cost grows as n x samples x latent dimensions). Empty when
-    the data has no factors or the model no posterior. Keys: disentanglement/<metric>[/<detail>]."""
+    the data has no factors or the model no posterior (or no factorised one: DRAW). Keys: disentanglement/<metric>[/<detail>]."""
     from ..data.factors import FactorDataset
     from .disentanglement import all_disentanglement_metrics, mig_posterior
 
     if mode == "off" or not isinstance(factor_data, FactorDataset) or not model.has_posterior \
-            or model.condition == "label":  # factor images come without class labels
+            or not model.factorised_posterior or model.condition == "label":  # factor images come without labels
         return {}
     device = next(model.parameters()).device
 
@@ -146,10 +146,10 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
     set (`elbo_decomposition`, Chen et al. 2018 eq. 2): mode "full" every training image and 10,000
     draws scored (minutes for dSprites' 737,280), "fast" 10,000 images and 2,000 draws (seconds; MI is
     then at most log 10,000). Keys decomposition/{mi,tc,dwkl,kl,n,samples}; empty for "off" or a model
-    without a posterior."""
+    without a factorised posterior."""
     from .elbo_decomposition import dataset_elbo_decomposition
 
-    if mode == "off" or not model.has_posterior or model.condition != "none":
+    if mode == "off" or not model.has_posterior or not model.factorised_posterior or model.condition != "none":
         return {}  # q(z) of a conditional model mixes q(z|x, y) and its KL is to p(z|y): not this decomposition
     settings = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
     out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed, progress=progress)

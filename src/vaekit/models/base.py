@@ -23,7 +23,8 @@ only the loop (minGPT's split). The contract:
 - the model owns its prior, `prior(y, n)` (a DiagonalGaussian: N(0, I), a CVAE's p(z|y), an AE's
   fitted code distribution), which KLs, sampling, traversals and the IWAE bound use, and its
   importance weights for that bound, `log_importance_weights(x, k, y)` (the factorised-posterior
-  estimator by default; a model whose posterior is not one q(z|x) supplies its own).
+  estimator by default; a model whose posterior is not one q(z|x) supplies its own and says so by
+  `factorised_posterior = False`, so that the metrics that need one q(z|x) do not apply).
 
 Reduction convention, everywhere: sum over pixels and latent dimensions, mean over the batch, nats.
 """
@@ -90,7 +91,9 @@ class GenerativeModel(nn.Module):
     config_class: ClassVar[type]
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
-    has_posterior: ClassVar[bool] = True  # encode(x) is a real q(z|x): ELBO, IWAE, KLs, traversals apply
+    has_posterior: ClassVar[bool] = True  # the model has an inference network: ELBO and IWAE apply
+    factorised_posterior: ClassVar[bool] = True  # encode(x) is one q(z|x) (not DRAW's sequential q(z_t | x, z_<t)):
+    #   what the KL decomposition, disentanglement and traversals by KL need
 
     def __init__(self, config, image_shape: tuple[int, int, int]):
         super().__init__()

@@ -89,6 +89,9 @@ class MultiStageVAE(GenerativeModel):
             raise ConfigError("model.base must be a single-stage model (vae, beta_vae, ae, ...)")
         self.base_shape = (c, h // up, w // up)
         self.base = build_model(config.base, model_config(config.base, config.base_settings), self.base_shape)
+        if not self.base.factorised_posterior:
+            raise ConfigError(f"model.base={config.base!r} has a sequential posterior; refine stages build on a base "
+                              "with one q(z|x)")
         if type(self.base).loss_and_output is GenerativeModel.loss_and_output:
             raise ConfigError(f"model.base={config.base!r} has no decoder output that refine stages could build on")
         self.refiners = nn.ModuleList(Refiner(c, s.channels, s.blocks, s.upsample, s.norm) for s in config.stages)

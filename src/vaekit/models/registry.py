@@ -9,6 +9,7 @@ from typing import Any
 from ..config import from_dict
 from ..errors import ConfigError
 from .base import GenerativeModel
+from .draw import DRAW, DRAWGAN, DRAWConfig, DRAWGANConfig
 from .introvae import IntroVAE, IntroVAEConfig
 from .m2 import M2, M2Config
 from .ssl_vaegan import SSLVAEGAN, SSLVAEGANConfig
@@ -68,6 +69,13 @@ register("cvae_gan", VAEGAN, VAEGANConfig(condition="label", **_SEED_NETWORKS),
 # Semi-supervised (the seed's sec. 4.5, its learning rates as above): train with --set data.labelled=N
 register("m2", M2, M2Config(), train={"lr": 1e-3, "batch_size": 100})
 register("ssl_vaegan", SSLVAEGAN, SSLVAEGANConfig(), train={"lr": 1e-4, "batch_size": 100})
+# DRAW (Gregor et al.'s Table 3 settings: T = 64, read N = 2, write N = 5, z of 100, LSTMs of 256; their lr 1e-3)
+register("draw", DRAW, DRAWConfig(), train={"lr": 1e-3, "batch_size": 100})
+register("conditional_draw", DRAW, DRAWConfig(condition="label"),
+         "Conditional DRAW: the one-hot label fed to DRAW's encoder and decoder at every step",
+         "When Variational Auto-encoders meet Generative Adversarial Networks (sec. 2.4); Gregor et al. 2015",
+         train={"lr": 1e-3, "batch_size": 100})
+register("draw_gan", DRAWGAN, DRAWGANConfig(), train={"lr": 1e-4, "batch_size": 100})
 
 
 def get_entry(name: str) -> ModelEntry:

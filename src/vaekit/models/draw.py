@@ -1,0 +1,326 @@
+"""DRAW (Gregor et al. 2015, "DRAW: A recurrent neural network for image generation"; the seed's
+sec. 2.4), conditional DRAW, and DRAW-GAN (the seed's sec. 3.4 and 4.6).
+
+One step t = 1 ... T, with c_0 = 0, h_dec_0 = 0 (Gregor et al., eqs. 3-8):
+    x^_t = x - sigma(c_{t-1})                         the error image
+    r_t = read(x, x^_t, h_dec_{t-1})                  whole images, or an N x N attention glimpse
+    h_enc_t = LSTM_enc(h_enc_{t-1}, [r_t, h_dec_{t-1}])
+    z_t ~ q(z_t | h_enc_t) = N(mu_t, sigma_t^2)       mu_t, log sigma_t^2 linear in h_enc_t
+    h_dec_t = LSTM_dec(h_dec_{t-1}, z_t)
+    c_t = c_{t-1} + write(h_dec_t)                    a dense patch, or an attention write
+Loss (seed, sec. 2.4): L = L^x + L^z with L^x = -log D(x | c_T) (Bernoulli on sigma(c_T) by default)
+and L^z = sum_t KL(q(z_t | h_enc_t) || N(0, I)) = 1/2 sum_t (mu_t^2 + sigma_t^2 - log sigma_t^2) - T D / 2.
+Generation runs the decoder alone from z_t ~ N(0, I). Conditional DRAW feeds the one-hot label to
+both LSTMs at every step (the seed's sec. 2.4, like a CVAE).
+
+The latent code of the toolkit's contract is z = (z_1, ..., z_T) flattened, (B, T * D): the prior
+is N(0, I) over it and `decode(z)` is the generative model itself. The posterior is sequential: each
+q(z_t | ...) depends on the draws before it through h_dec, so there is no one factorised q(z|x).
+`encode` returns the stated reduction "the mean path" (every z_t set to its mean mu_t, the
+Gaussians met on the way); the IWAE bound uses the model's own sequential importance weights, and
+the metrics that need a factorised q(z|x) (the KL decomposition, disentanglement, traversals by KL)
+say they do not apply (`factorised_posterior = False`).
+
+DRAW-GAN puts a discriminator on the final canvas, losses (2)-(3) of the seed with DRAW's encoder
+and decoder as VAE-GAN's (vaekit.models.vaegan, Larsen et al.'s three groups); its reconstruction
+term is the pixel likelihood -log D(x | c_T), as the seed used (sec. 4.6: the Dis_l loss "did not
+give satisfactory performance"), or Larsen et al.'s L_llike^{Dis_l} (`reconstruction = "features"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..conditioning import ConditionConfig, SideInformation, classes_from_data
+from ..config import applies_when, refuse_inapplicable
+from ..distributions import DiagonalGaussian, StandardNormal, standard_normal_log_prob
+from ..errors import ConfigError
+from ..metrics.likelihood import IMAGES_PER_CALL, _repeat
+from ..nn.attention import Attention, AttentionHead, read_glimpse, write_patch
+from ..precision import full_precision
+from .base import Batch, GenerativeModel, inference
+from .vae import ObservationConfig
+from .vaegan import AdversarialObjective, DiscriminatorConfig, make_discriminator
+
+
+def _attends(c) -> bool:
+    return c.attention
+
+
+_ATTENTION = "model.attention = true"
+MAX_STAGES = 16  # canvases `decode_stages` shows (evenly spaced glimpses, the last included)
+
+
+@dataclass(frozen=True)
+class DRAWConfig(ObservationConfig, ConditionConfig):
+    """DRAW's settings; the defaults are Gregor et al.'s for binarised MNIST (their Table 3)."""
+
+    glimpses: int = 64  # T, the number of steps
+    latent_dim: int = 100  # D, the size of each z_t
+    encoder_hidden: int = 256  # LSTM units of the encoder (the seed's sec. 4.6: 256)
+    decoder_hidden: int = 256  # LSTM units of the decoder
+    attention: bool = True  # read and write through N x N Gaussian filterbanks; false: whole image, dense write
+    read_size: int = field(default=2, metadata=applies_when(_attends, _ATTENTION))  # N of the read glimpse
+    write_size: int = field(default=5, metadata=applies_when(_attends, _ATTENTION))  # N of the written patch
+
+    def __post_init__(self):
+        self.check_observation()
+        self.check_condition()
+        for name in ("glimpses", "latent_dim", "encoder_hidden", "decoder_hidden", "read_size", "write_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.condition not in ("none", "label"):
+            raise ConfigError(f"DRAW takes side information as a class label only (model.condition = 'none' or "
+                              f"'label'), got {self.condition!r}")
+        if self.prior != "standard":
+            raise ConfigError("DRAW's prior is N(0, I) at every step (model.prior = 'standard')")
+        refuse_inapplicable(self)
+
+    @property
+    def code_size(self) -> int:
+        return self.glimpses * self.latent_dim
+
+
+@dataclass
+class Unrolled:
+    """One pass of T steps for a batch."""
+
+    canvas: Tensor  # c_T, (B, C, H, W): the likelihood's raw parameters
+    z: Tensor  # (B, T, D) the codes used
+    mu: Tensor | None = None  # (B, T, D) the posterior's means (None when generating)
+    logvar: Tensor | None = None
+    canvases: list[Tensor] | None = None  # c_1 ... c_T, when traced
+    reads: list[Attention] | None = None  # the read attention of each step (inference with attention)
+    writes: list[Attention] | None = None
+
+    def posterior(self) -> DiagonalGaussian:
+        """The Gaussians q(z_t | h_enc_t) met on this pass, as one (B, T * D) DiagonalGaussian."""
+        return DiagonalGaussian(self.mu.flatten(1), self.logvar.flatten(1))
+
+
+class DRAW(GenerativeModel):
+    description = "DRAW: recurrent encoder and decoder adding to a canvas over T glimpses, with selective attention"
+    paper = "Gregor, Danihelka, Graves, Rezende & Wierstra 2015, DRAW: A recurrent neural network for image generation"
+    config_class = DRAWConfig
+    factorised_posterior = False  # q(z_t | x, z_<t): no one q(z|x); see the module's docstring
+
+    def __init__(self, config: DRAWConfig, image_shape):
+        super().__init__(config, image_shape)
+        c = config
+        self.side = SideInformation(c, image_shape)
+        self.condition = self.side.condition
+        self.classes = self.side.width if self.side.is_label else 0
+        channels, height, width = image_shape
+        pixels = channels * height * width
+        read_features = 2 * channels * c.read_size ** 2 if c.attention else 2 * pixels
+        self.encoder_rnn = nn.LSTMCell(read_features + c.decoder_hidden + self.side.width, c.encoder_hidden)
+        self.posterior_head = nn.Linear(c.encoder_hidden, 2 * c.latent_dim)
+        self.decoder_rnn = nn.LSTMCell(c.latent_dim + self.side.width, c.decoder_hidden)
+        if c.attention:
+            self.read_head = AttentionHead(c.decoder_hidden, c.read_size, image_shape)
+            self.write_head = AttentionHead(c.decoder_hidden, c.write_size, image_shape)
+            self.write_out = nn.Linear(c.decoder_hidden, channels * c.write_size ** 2)
+        else:
+            self.write_out = nn.Linear(c.decoder_hidden, pixels)
+        self.likelihood = c.make_likelihood()
+
+    @classmethod
+    def settings_from_data(cls, config, facts):
+        return classes_from_data(config, facts.classes)
+
+    def side_information(self, batch: Batch) -> Tensor | None:
+        return self.side.from_batch(batch.x, batch.y)
+
+    # --- the recurrence ---------------------------------------------------------------------
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """What reads the image and infers q(z_t | h_enc_t): DRAW-GAN's encoder group."""
+        heads = [self.read_head] if self.config.attention else []
+        return [p for m in (self.encoder_rnn, self.posterior_head, *heads) for p in m.parameters()]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """What writes the canvas (and the likelihood's learned scale): DRAW-GAN's decoder group."""
+        heads = [self.write_head] if self.config.attention else []
+        return [p for m in (self.decoder_rnn, self.write_out, *heads, self.likelihood) for p in m.parameters()]
+
+    def _read(self, x: Tensor, error: Tensor, h_dec: Tensor) -> tuple[Tensor, Attention | None]:
+        if not self.config.attention:
+            return torch.cat([x.flatten(1), error.flatten(1)], 1), None
+        att = self.read_head(h_dec)
+        return torch.cat([read_glimpse(x, att).flatten(1), read_glimpse(error, att).flatten(1)], 1), att
+
+    def _write(self, h_dec: Tensor) -> tuple[Tensor, Attention | None]:
+        out = self.write_out(h_dec)
+        if not self.config.attention:
+            return out.view(-1, *self.image_shape), None
+        att = self.write_head(h_dec)
+        n = self.config.write_size
+        return write_patch(out.view(-1, self.image_shape[0], n, n), att), att
+
+    def unroll(self, x: Tensor | None, y: Tensor | None = None, z: Tensor | None = None, *,
+               mean_path: bool = False, trace: bool = False) -> Unrolled:
+        """T steps for a batch. With images x: the inference pass, z_t drawn from q(z_t | h_enc_t)
+        (its mean with `mean_path`); without: generation from the given codes z (B, T * D) or (B, T, D).
+        `trace` keeps every canvas and attention."""
+        c = self.config
+        n = len(x) if x is not None else len(z)
+        device = self.device
+        self.side.check(y, n)
+        if z is not None:
+            z = z.reshape(n, c.glimpses, c.latent_dim)
+        extra = [] if y is None else [y.to(device)]
+        h_enc = s_enc = torch.zeros(n, c.encoder_hidden, device=device)
+        h_dec = s_dec = torch.zeros(n, c.decoder_hidden, device=device)
+        canvas = torch.zeros(n, *self.image_shape, device=device)
+        zs, mus, logvars, canvases, reads, writes = [], [], [], [], [], []
+        for t in range(c.glimpses):
+            if x is not None:
+                error = x - self.likelihood.mean(canvas)
+                r, read_att = self._read(x, error, h_dec)
+                h_enc, s_enc = self.encoder_rnn(torch.cat([r, h_dec, *extra], 1), (h_enc, s_enc))
+                mu, logvar = full_precision(self.posterior_head(h_enc)).chunk(2, 1)
+                mus.append(mu)
+                logvars.append(logvar)
+                z_t = mu if mean_path else (mu + torch.exp(0.5 * logvar) * torch.randn_like(mu))
+                reads.append(read_att)
+            else:
+                z_t = z[:, t]
+            zs.append(z_t)
+            h_dec, s_dec = self.decoder_rnn(torch.cat([z_t, *extra], 1), (h_dec, s_dec))
+            patch, write_att = self._write(h_dec)
+            canvas = canvas + full_precision(patch)
+            if trace:
+                canvases.append(canvas)
+                writes.append(write_att)
+        stack = (lambda ts: torch.stack(ts, 1)) if x is not None else (lambda ts: None)
+        return Unrolled(canvas, torch.stack(zs, 1), stack(mus), stack(logvars),
+                        canvases if trace else None,
+                        reads if trace and c.attention and x is not None else None,
+                        writes if trace and c.attention else None)
+
+    # --- the objective ----------------------------------------------------------------------
+    def elbo_terms(self, x: Tensor, y: Tensor | None) -> tuple[dict[str, Tensor], Unrolled]:
+        """L^x and L^z per image of one inference pass (seed, sec. 2.4), summed KL in closed form."""
+        run = self.unroll(x, y)
+        recon = -self.likelihood.log_prob(run.canvas, x)  # (B,) L^x = -log D(x | c_T)
+        kl = run.posterior().kl()  # (B,) L^z = sum_t KL(q(z_t | h_enc_t) || N(0, I))
+        return {"recon": recon, "kl": kl}, run
+
+    def loss(self, batch: Batch, step: int = 0, phase: int = 0) -> dict[str, Tensor]:
+        terms, _ = self.elbo_terms(batch.x, self.side_information(batch))
+        recon, kl = terms["recon"], terms["kl"]
+        return {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
+
+    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None,
+                               images_per_call: int = IMAGES_PER_CALL, on_chunk=None) -> Tensor:
+        """log p(x | z_1:T) + sum_t log N(z_t; 0, I) - sum_t log q(z_t | x, z_<t) for k sequential
+        draws of the posterior per image, at most `images_per_call` (draws x images) per pass. (K, B)"""
+        out = []
+        with torch.no_grad():
+            for first in range(0, len(x), images_per_call):
+                x_part = x[first:first + images_per_call]
+                y_part = None if y is None else y[first:first + images_per_call]
+                b = len(x_part)
+                draws = max(1, images_per_call // b)
+                rows = []
+                for start in range(0, k, draws):
+                    n = min(draws, k - start)
+                    x_rep, y_rep = _repeat(x_part, n), None if y_part is None else _repeat(y_part, n)
+                    run = self.unroll(x_rep, y_rep)
+                    log_px = self.likelihood.log_prob(run.canvas, x_rep)
+                    z = run.z.flatten(1)
+                    rows.append((log_px + standard_normal_log_prob(z) - run.posterior().log_prob(z)).view(n, b))
+                    if on_chunk is not None:
+                        on_chunk(n * b)
+                out.append(torch.cat(rows, 0))
+        return torch.cat(out, 1)
+
+    # --- use --------------------------------------------------------------------------------
+    def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
+        count = n if y is None else len(y)
+        if count is None:
+            raise ValueError("the prior needs a batch size n or side information y")
+        return StandardNormal(count, self.config.code_size, self.device)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
+        """The mean path's posteriors, (B, T * D): a reduction of the sequential q, not a factorised q(z|x)."""
+        return self.unroll(x, y, mean_path=True).posterior()
+
+    def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.unroll(x, y, mean_path=True).z.flatten(1)
+
+    def raw_decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.unroll(None, y, z).canvas
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.likelihood.mean(self.raw_decode(z, y))
+
+    def log_likelihood(self, x: Tensor, z: Tensor, y: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """log D(x | c_T) of the canvas the codes z write, per image. (B,)"""
+        return self.likelihood.log_prob(self.raw_decode(z, y), x, mask)
+
+    def stage_times(self) -> list[int]:
+        """The glimpses (1-based) whose canvases `decode_stages` shows: at most MAX_STAGES, evenly spaced."""
+        t = self.config.glimpses
+        return sorted({round(t * (i + 1) / min(t, MAX_STAGES)) for i in range(min(t, MAX_STAGES))})
+
+    def decode_stages(self, z: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        """The canvas sigma(c_t) over time (up to MAX_STAGES glimpses, the last one the output)."""
+        run = self.unroll(None, y, z, trace=True)
+        return {f"t={t}": self.likelihood.mean(run.canvases[t - 1]) for t in self.stage_times()}
+
+    def report_notes(self, rows: list[dict]) -> list[str]:
+        c = self.config
+        reading = (f"read and write attention with {c.read_size} x {c.read_size} and {c.write_size} x {c.write_size} "
+                   "Gaussian filterbanks") if c.attention else "no attention (whole images read, dense writes)"
+        return [f"DRAW: T = {c.glimpses} glimpses, z_t of {c.latent_dim} per glimpse, LSTMs of {c.encoder_hidden} / "
+                f"{c.decoder_hidden} units, {reading}.",
+                "The posterior is sequential, q(z_t | x, z_<t): the IWAE bound uses DRAW's own sequential importance "
+                "weights; the KL decomposition, disentanglement scores and traversals by per-dimension KL need one "
+                "factorised q(z|x) and do not apply. Reconstructions decode the mean path (every z_t at its mean)."]
+
+    @inference
+    def canvas_sequence(self, x: Tensor | None = None, y: Tensor | None = None, z: Tensor | None = None) -> Unrolled:
+        """Every canvas and attention of reconstructing x (the mean path) or of decoding z: the pictures'."""
+        return self.unroll(x, y, z, mean_path=True, trace=True)
+
+
+@dataclass(frozen=True)
+class DRAWGANConfig(DRAWConfig, DiscriminatorConfig):
+    reconstruction: str = "pixel"  # pixel: -log D(x | c_T), as the seed (sec. 4.6) | features: L_llike^{Dis_l}
+    discriminator_max_channels: int = 128
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_discriminator()
+        if self.reconstruction not in ("pixel", "features"):
+            raise ConfigError(f"model.reconstruction must be 'pixel' or 'features', got {self.reconstruction!r}")
+
+
+class DRAWGAN(AdversarialObjective, DRAW):
+    description = "DRAW-GAN: DRAW with a discriminator on the final canvas, VAE-GAN's losses (2)-(3)"
+    paper = "When Variational Auto-encoders meet Generative Adversarial Networks (sec. 3.4, 4.6); Gregor et al. 2015"
+    config_class = DRAWGANConfig
+
+    def __init__(self, config: DRAWGANConfig, image_shape):
+        super().__init__(config, image_shape)
+        self.discriminator = make_discriminator(config, image_shape, self.classes + 1 if self.classes else 1,
+                                                config.discriminator_max_channels)
+
+    def optim_groups(self):
+        return {"loss/encoder": self.encoder_parameters(), "loss/decoder": self.decoder_parameters(),
+                "loss/discriminator": list(self.discriminator.parameters())}
+
+    def loss(self, batch: Batch, step: int = 0, phase: int = 0) -> dict[str, Tensor]:
+        y = self.side_information(batch)
+        terms, run = self.elbo_terms(batch.x, y)
+        x_tilde = self.likelihood.mean(run.canvas)  # Dec(Enc(x)): the final canvas
+        x_p = self.decode(self.prior_sample(len(batch.x), y), y)  # Dec(z_p), z_p ~ N(0, I) at every step
+        pixel = terms["recon"]
+        out = self.adversarial_terms(batch.x, batch.y, terms["kl"], x_tilde, x_p,
+                                     reconstruction=pixel if self.config.reconstruction == "pixel" else None)
+        out["recon"] = pixel.mean()
+        out["elbo"] = -(pixel + terms["kl"]).mean()
+        return out
