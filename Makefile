@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	-bash scripts/ensure-data.sh
+	-bash scripts/ensure-browser.sh
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -63,10 +63,18 @@ def complete(model, x: Tensor, keep: str, method: str = "auto", *, fill: Tensor 
     the first guess of the missing pixels for inference (default 0.5). `on_step()` is called after
     each of the `steps` steps of inference."""
     method = completion_method(model, keep, method)
-    device = model.device
-    x = x.to(device)
-    mask = keep_mask(keep, *x.shape[-2:], device=device)  # (1, 1, H, W)
-    fill = torch.full_like(x[0], 0.5) if fill is None else fill.to(device)
+    x = x.to(model.device)
+    return fill_missing(model, x, keep_mask(keep, *x.shape[-2:], device=x.device), method, fill=fill, mean=mean,
+                        steps=steps, lr=lr, on_step=on_step)
+
+
+def fill_missing(model, x: Tensor, mask: Tensor, method: str, *, fill: Tensor | None = None, mean: bool = False,
+                 steps: int = 100, lr: float = 0.05, on_step=None) -> Tensor:
+    """`complete` for any mask (1 where kept; (1, 1, H, W) or (B, 1, H, W)) and a resolved method: the
+    explorer's hand-drawn masks reach unconditional models through this."""
+    x = x.to(model.device)
+    mask = mask.to(x)
+    fill = torch.full_like(x[0], 0.5) if fill is None else fill.to(x.device)
     with eval_mode(model):
         if method == "prior":
             y = kept_part(x, mask)

@@ -438,15 +438,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files, brought to the run's image shape")
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.add_argument("--device", default="cpu")
+    p = sub.add_parser("serve", help="a local web page to explore trained runs through their models")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument("--device", default="cpu")
+    p = sub.add_parser("compare", help="the final metrics of several runs side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--json", action="store_true", help="print one JSON object (columns and rows)")
     sub.add_parser("models", help="list every model with a one-line description and its paper")
     sub.add_parser("datasets", help="list datasets and whether their files are here")
     return parser
 
 
+def _cmd_serve(args) -> int:
+    from ..explorer.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must lie in [0, 65535], got {args.port}")
+    return serve(args.runs, args.host, args.port, args.device)
+
+
+def _cmd_compare(args) -> int:
+    import json
+
+    from ..compare import compare_runs, format_table
+
+    columns, rows = compare_runs(args.runs)
+    if args.json:
+        print(json.dumps({"columns": [{"key": k, "title": t, "lower_is_better": lower} for k, t, lower in columns],
+                          "rows": rows}, indent=1))
+    else:
+        print(format_table(columns, rows))
+    return 0
+
+
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
             "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "traverse": _cmd_traverse,
             "generate": _cmd_generate, "complete": _cmd_complete, "style-transfer": _cmd_style_transfer,
-            "classify": _cmd_classify,
+            "classify": _cmd_classify, "serve": _cmd_serve, "compare": _cmd_compare,
             "models": _cmd_models,
             "datasets": _cmd_datasets}
 
