@@ -273,27 +273,35 @@ def test_classify_refuses_a_model_that_does_not_classify_and_an_unreadable_image
 
 
 @needs_fashion
-def test_m2_on_fashion_mnist_with_1000_labels_classifies_far_above_chance(tmp_path):
-    """A short run through the front door on real data: 1000 labels, the rest unlabelled, Kingma et al.'s
-    MLP; the test error is far below chance (0.9), and the supervised-only baseline, trained on the same
-    labelled images, is computed beside it. (Beating that baseline takes a longer budget on Fashion-MNIST:
-    benchmarks/results/ssl.md.)"""
+def test_m2_with_1000_labels_beats_its_supervised_only_baseline_after_a_short_run(tmp_path):
+    """A short run through the front door on real data (Fashion-MNIST, 1000 labels, the rest unlabelled;
+    the seed's fully connected networks at half width, 500 steps): the test error is far below chance
+    (0.9) and below that of the same q(y|x) trained on the same labelled images alone (the same labelled
+    images per step, steps and lr), for each of two seeds and by half a point on average. Measured:
+    1.2-3.4 points over 4 seeds (benchmarks/results/ssl_fc.md for the 1000-step table)."""
     from vaekit.runs import load_run, load_split, resolve_config, train_run
     from vaekit.train.supervised import train_supervised_baseline
 
-    cfg = resolve_config("m2", overrides=["data.labelled=1000", "model.architecture=mlp", "train.steps=300",
-                                          "train.eval_every=0", "train.final_eval_images=2000"])
-    result = train_run(cfg, tmp_path / "run", progress=False, final_iw_samples=0)
-    assert result["classification/error"] < 0.4
-    saved_cfg, model, saved = load_run(tmp_path / "run")
-    kept = torch.tensor(json.loads((tmp_path / "run" / "labelled.json").read_text())["positions"])
-    part = partly_labelled(load_split(saved_cfg, "train"), kept)
-    assert int((part.labels >= 0).sum()) == 1000
-    torch.manual_seed(0)
-    fresh = build_model("m2", saved_cfg.model, saved["image_shape"])
-    train_supervised_baseline(fresh, part, steps=300, batch_size=50, lr=1e-3)
-    base = evaluate_classification(fresh, load_split(saved_cfg, "test"), images=2000)["classification/error"]
-    assert base < 0.4 and abs(base - result["classification/error"]) < 0.15
+    errors, baselines = [], []
+    for seed in (0, 1):
+        out = tmp_path / f"run{seed}"
+        cfg = resolve_config("m2", overrides=["data.labelled=1000", f"data.label_seed={seed}", f"train.seed={seed}",
+                                              "model.architecture=fc", "model.width_factor=0.5", "train.steps=500",
+                                              "train.eval_every=0", "train.final_eval_images=500"])
+        train_run(cfg, out, progress=False, final_iw_samples=0)
+        saved_cfg, model, saved = load_run(out)
+        test = load_split(saved_cfg, "test")
+        kept = torch.tensor(json.loads((out / "labelled.json").read_text())["positions"])
+        part = partly_labelled(load_split(saved_cfg, "train"), kept)
+        assert int((part.labels >= 0).sum()) == 1000
+        torch.manual_seed(seed)
+        fresh = build_model("m2", saved_cfg.model, saved["image_shape"])
+        train_supervised_baseline(fresh, part, steps=500, batch_size=50, lr=1e-3, seed=seed)
+        errors.append(evaluate_classification(model, test)["classification/error"])
+        baselines.append(evaluate_classification(fresh, test)["classification/error"])
+    assert all(e < 0.3 for e in errors), errors
+    assert all(e < b for e, b in zip(errors, baselines)), (errors, baselines)
+    assert sum(errors) / 2 < sum(baselines) / 2 - 0.005, (errors, baselines)
 
 
 def test_a_partly_labelled_run_resumes_with_the_same_labelled_images(labelled_folder, tmp_path):
