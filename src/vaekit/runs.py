@@ -28,14 +28,14 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .conditioning import data_classes, kept_quadrants
 from .config import RunConfig, run_config_to_dict, to_toml
 from .data import load_dataset
 from .data.binarize import binarized
 from .data.labelled import balanced_labelled_subset, partly_labelled
 from .device import resolve_device
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, VaekitError
 from .metrics.classification import evaluate_classification
 from .metrics.evaluate import evaluate_completion
 from .metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model,
@@ -186,13 +186,21 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
 
 def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progress: bool,
                final_iw_samples: int, final_iw_images: int) -> dict:
-    lock.acquire(create=False)  # a folder another process trains into is refused before anything else
-    if resume:
+    w = distributed.init(distributed.device_for(resolve_device(cfg.train.device)))  # refused before the folder exists
+    error = None
+    if w.main:  # the folder's checks are rank 0's, told to every rank (vaekit.distributed)
+        try:
+            lock.acquire(create=False)  # a folder another process trains into is refused before anything else
+            if resume:
+                cfg = resume_config(cfg, out)
+            else:
+                _refuse_if_not_empty(out)
+        except VaekitError as e:
+            error = e
+    distributed.agree(error)
+    if resume and not w.main:
         cfg = resume_config(cfg, out)
-    else:
-        _refuse_if_not_empty(out)
     train_data, test_data = load_split(cfg, "train"), load_split(cfg, "test")
-    resolve_device(cfg.train.device)  # refused here, before the run folder exists
     if cfg.train.batch_size > len(train_data):
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_data)} training images")
     if len(test_data) < 2:  # sample-quality and diversity metrics compare pairs of test images
@@ -220,30 +228,35 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
 
     trainer = Trainer(model, train_data, cfg.train, out, evaluate=quick_eval, progress=progress,
                       labelled_fraction=cfg.data.labelled_fraction)  # creates `out`
-    lock.acquire()  # before anything is written into `out`; refused, it leaves the other process's folder as it is
+    error, ckpt = None, None
+    if w.main:
+        try:
+            lock.acquire()  # before anything is written into `out`; refused, it leaves the other process's folder as it is
+            if resume:
+                ckpt = latest_checkpoint(out)
+                start = checkpoint_step(ckpt) if ckpt is not None else 0
+                # A run killed after its last checkpoint but before its final evaluation only finishes that.
+                if start >= trainer.total_steps and _evaluated_step(out) >= start:
+                    raise ConfigError(f"{out} is already at step {start}; ask for more with --steps N (N > {start})")
+            else:  # again: another run may have got in between the check above and the lock
+                _refuse_if_not_empty(out)
+        except VaekitError as e:
+            error = e
+    distributed.agree(error)
     if resume:
-        ckpt = latest_checkpoint(out)
-        start = checkpoint_step(ckpt) if ckpt is not None else 0
-        # A run killed after its last checkpoint but before its final evaluation only finishes that.
-        if start >= trainer.total_steps and _evaluated_step(out) >= start:
-            raise ConfigError(f"{out} is already at step {start}; ask for more with --steps N (N > {start})")
-        trainer.restore(ckpt)
-    else:  # again: another run may have got in between the check above and the lock
-        _refuse_if_not_empty(out)
+        trainer.restore(ckpt if w.main else latest_checkpoint(out))
     saved = {**run_config_to_dict(cfg), "image_shape": list(train_data.image_shape),
              "data_source": train_data.source, "train_images": len(train_data), "test_images": len(test_data),
              "classes": data_classes(train_data), "class_names": train_data.classes,
              "labelled_images": labelled_images,
              "vaekit_version": __version__, "torch_version": torch.__version__}
-    write_json_atomic(out / "config.json", saved)
-    write_text_atomic(out / "config.toml", to_toml(run_config_to_dict(cfg)))
-    if kept is not None:  # which training images kept their labels, by position in the train split
-        write_json_atomic(out / "labelled.json", {"labelled": len(kept), "label_seed": cfg.data.label_seed,
-                                                  "positions": kept.tolist(),
-                                                  "labels": train_data.labels[kept].tolist()})
+    if w.main:
+        _write_settings(out, cfg, saved, kept, train_data)
     t0 = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - t0
+    if not w.main:  # rank 0 evaluates, draws and reports; the others are done
+        return {}
 
     options = EvaluationOptions(iw_samples=final_iw_samples, iw_images=final_iw_images,
                                 images=cfg.train.final_eval_images or None, seed=cfg.train.seed, samples=0,
@@ -251,6 +264,8 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     result = evaluate_run(model, train_data, test_data, options, train_mean=train_mean)
     result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    if w.distributed:
+        result["processes"] = w.size
     # the final point of the evaluation curves, once (a run killed after writing it evaluates again)
     truncate_jsonl(out / "eval.jsonl", trainer.step - 1)
     with open(out / "eval.jsonl", "a") as f:
@@ -259,6 +274,15 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     write_report(out, cfg, saved, result, model)
     write_json_atomic(out / "evaluation.json", result)  # last: a run without it is finished by --resume
     return result
+
+
+def _write_settings(out: Path, cfg: RunConfig, saved: dict, kept, train_data) -> None:
+    write_json_atomic(out / "config.json", saved)
+    write_text_atomic(out / "config.toml", to_toml(run_config_to_dict(cfg)))
+    if kept is not None:  # which training images kept their labels, by position in the train split
+        write_json_atomic(out / "labelled.json", {"labelled": len(kept), "label_seed": cfg.data.label_seed,
+                                                  "positions": kept.tolist(),
+                                                  "labels": train_data.labels[kept].tolist()})
 
 
 

@@ -53,8 +53,9 @@ def _cmd_train(args) -> int:
                 "train": {**tree["train"], **base["train"]}}
     cfg = resolve_config(args.model, args.config, args.set, base)
     result = train_run(cfg, args.out, resume=args.resume, progress=not args.quiet, final_iw_samples=args.iw_samples)
-    print(_format_metrics(result))
-    print(f"run folder: {args.out} (open {args.out}/report.md)")
+    if result:  # under torchrun, rank 0 alone evaluates and reports
+        print(_format_metrics(result))
+        print(f"run folder: {args.out} (open {args.out}/report.md)")
     return 0
 
 
@@ -494,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from .. import distributed
+
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ is the fix for pythae's trainer, whose later losses leaked into earlier optimise
 
 Determinism: the data order is a function of (seed, step) alone and the RNG state is checkpointed,
 so N steps straight and N/2 + resume + N/2 give bit-identical parameters on CPU.
+
+Under torchrun (vaekit.distributed) `train.batch_size` is the global batch: each rank takes every W-th
+image of the step's batch, each group's gradient is averaged across ranks right after its own
+backward, the logged terms are the ranks' mean, and only rank 0 writes. The models' random draws on
+rank r come from seed + r (reseeded from (seed, rank, step) on resume: a distributed resume keeps the
+data order exactly and rank 0's draws, not the other ranks').
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..config import TrainConfig
 from ..data.labelled import UNLABELLED, labelled_positions
 from ..device import resolve_device
@@ -108,12 +115,18 @@ class Trainer:
     def __init__(self, model: GenerativeModel, train_data, config: TrainConfig, run_dir: str | Path | None = None,
                  evaluate: EvalFn | None = None, progress: bool = True, labelled_fraction: float = 0.5):
         self.model, self.data, self.config = model, train_data, config
-        self.device = resolve_device(config.device)
+        self.device = distributed.device_for(resolve_device(config.device))
         autocast(self.device, config.precision)  # refuses bf16 where the device lacks it, before any folder exists
+        self.world = distributed.init(self.device)
+        if config.batch_size % self.world.size:
+            raise ConfigError(f"train.batch_size={config.batch_size} is the global batch and must divide among the "
+                              f"{self.world.size} processes; choose a multiple of {self.world.size}")
         model.to(self.device)
+        distributed.broadcast_parameters(model)
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.writes = self.world.main  # only rank 0 writes into the run folder
         self.evaluate_fn = evaluate
-        self.show_progress = progress
+        self.show_progress = progress and self.world.main
         self.groups = model.optim_groups()
         self.phases = model.update_phases()
         for phase in self.phases:
@@ -136,7 +149,7 @@ class Trainer:
         else:
             unlabelled = torch.nonzero(train_data.labels == UNLABELLED).flatten()
             self.sampler = MixedSampler(labelled, unlabelled, config.batch_size, labelled_fraction, config.seed)
-        if self.run_dir is not None:  # only once every setting has been accepted
+        if self.run_dir is not None and self.writes:  # only once every setting has been accepted
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
         self.last_checkpoint_step: int | None = None
@@ -148,7 +161,7 @@ class Trainer:
         return self.config.steps
 
     def batch_at(self, step: int) -> Batch:
-        idx = self.sampler.indices(step)
+        idx = self.sampler.indices(step)[self.world.rank::self.world.size]  # this rank's share of the global batch
         y = self.data.labels[idx].to(self.device) if self.data.labels is not None else None
         return Batch(self.data.batch(idx).to(self.device, non_blocking=True), y)
 
@@ -160,22 +173,24 @@ class Trainer:
         for phase_index, phase in enumerate(self.phases):
             with autocast(self.device, self.config.precision):  # the forward pass only; backward follows the dtypes it recorded
                 terms = self.model.loss(batch, self.step, phase_index)
-            self._check_finite(terms)
-            self._check_exploding(terms)
+            shared = distributed.mean_terms(terms)  # every rank's mean: every rank checks the same numbers
+            self._check_finite(shared)
+            self._check_exploding(shared)
             for i, name in enumerate(phase):
                 params = self.groups[name]
                 for p in params:
                     p.grad = None
                 # Isolation: this group's gradient comes from its own loss only.
                 terms[name].backward(inputs=params, retain_graph=i + 1 < len(phase))
+                distributed.average_gradients(params)  # this group's alone, once
                 if clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, clip)
             for name in phase:  # step only after every gradient of the phase is computed
                 self.optimizers[name].step()
             if phase_index == 0:
-                logged = {k: v.detach() for k, v in terms.items()}
+                logged = {k: v.detach() for k, v in shared.items()}
             else:
-                logged.update({k: v.detach() for k, v in terms.items() if k in phase})
+                logged.update({k: v.detach() for k, v in shared.items() if k in phase})
         return logged
 
     def _check_finite(self, terms: dict[str, Tensor]) -> None:
@@ -236,20 +251,26 @@ class Trainer:
         if ckpt is not None:
             state = load_checkpoint(ckpt, self.model, self.optimizers)
             self.step = self.last_checkpoint_step = int(state["step"])
-        if self.run_dir is not None:
+            if self.world.rank:  # the checkpoint holds rank 0's random state
+                torch.manual_seed(self._rank_seed() + 1_000_003 * self.step)
+        if self.run_dir is not None and self.writes:
             for name in ("metrics.jsonl", "eval.jsonl"):
                 truncate_jsonl(self.run_dir / name, self.step)
         return self.step
 
+    def _rank_seed(self) -> int:
+        return self.config.seed + 7_919 * self.world.rank
+
     def save(self) -> None:
         if self.run_dir is None:
             return
-        save_checkpoint(self.run_dir, self.step, self.model, self.optimizers,
-                        keep=self.config.keep_checkpoints)
-        self.last_checkpoint_step = self.step
+        if self.writes:
+            save_checkpoint(self.run_dir, self.step, self.model, self.optimizers,
+                            keep=self.config.keep_checkpoints)
+        self.last_checkpoint_step = self.step  # on every rank: their messages name the same checkpoint
 
     def run_evaluation(self) -> dict:
-        if self.evaluate_fn is None:
+        if self.evaluate_fn is None or not self.writes:  # rank 0 evaluates; the others wait at the next step
             return {}
         with eval_mode(self.model), torch.random.fork_rng(devices=_rng_devices(self.device)):
             torch.manual_seed(self.config.seed + 17)
@@ -262,7 +283,7 @@ class Trainer:
         """Train up to `total_steps`; return the last logged terms."""
         cfg, total = self.config, self.total_steps
         if self.step == 0:
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(self._rank_seed())
         self.model.train()
         progress = Progress(total, self.step, enabled=self.show_progress)
         sums: dict[str, Tensor] = {}
@@ -278,7 +299,7 @@ class Trainer:
                 now = time.perf_counter()
                 ips = count * cfg.batch_size / max(now - t_last - paused, 1e-9)
                 last = {k: float(v) / count for k, v in sums.items()}
-                if self.run_dir is not None:
+                if self.run_dir is not None and self.writes:
                     _append_jsonl(self.run_dir / "metrics.jsonl",
                                   {"step": self.step, **last, "images_per_s": ips})
                 progress.update(self.step, last, ips)
@@ -288,8 +309,9 @@ class Trainer:
             t_pause = time.perf_counter()  # evaluation and checkpoints do not count towards images/s
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
                 result = self.run_evaluation()
-                progress.message(f"eval @ {self.step}: " + ", ".join(
-                    f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, (int, float)) and math.isfinite(v)))
+                if result:
+                    progress.message(f"eval @ {self.step}: " + ", ".join(
+                        f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, (int, float)) and math.isfinite(v)))
             if self.step % cfg.checkpoint_every == 0 or self.step == total:
                 self.save()
             paused += time.perf_counter() - t_pause

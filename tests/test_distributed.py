@@ -1,0 +1,150 @@
+"""Data-parallel training under torchrun with 2 CPU processes (gloo), against one process: the same
+parameters from half the batch per rank, each optimiser group's gradient averaged on its own, one writer,
+resume on another number of processes, and a killed rank stopping the other with a message."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+WORKER = Path(__file__).parent / "helpers" / "vaekit_worker.py"
+TINY = ["--set", "model.norm=none", "--set", "model.latent_dim=4", "--set", "model.base_channels=4",
+        "--set", "model.max_channels=8", "--set", "train.eval_every=0", "--set", "train.batch_size=16",
+        "--set", "train.log_every=1", "--iw-samples", "0", "--quiet"]
+
+
+def _env(**extra) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(args: list[str], processes: int = 2, timeout: int = 240, **env) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
+           "--master-port", str(_free_port()), str(WORKER), *args]
+    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def single(args: list[str], timeout: int = 240, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(WORKER), *args], env=_env(**env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def parameters(run: Path, step: int, model) -> dict[str, torch.Tensor]:
+    """The model's parameters (not its buffers: running statistics are rank 0's) at a checkpoint."""
+    saved = load_file(str(run / "checkpoints" / f"step-{step:08d}" / "model.safetensors"))
+    names = {n for n, _ in model.named_parameters()}
+    return {k: v for k, v in saved.items() if k in names}
+
+
+def _model(run: Path):
+    from vaekit.runs import load_run
+
+    return load_run(run)[1]
+
+
+def _close(a: dict, b: dict, atol: float = 1e-5) -> None:
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=1e-4, msg=k)
+
+
+def test_two_ranks_of_half_the_batch_give_the_parameters_of_one_rank_of_the_whole(tmp_path):
+    args = ["train", "ae", "--data", "digits", "--steps", "6", *TINY]
+    r = torchrun([*args, "--out", str(tmp_path / "ddp")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert single([*args, "--out", str(tmp_path / "one")]).returncode == 0
+    model = _model(tmp_path / "one")
+    _close(parameters(tmp_path / "ddp", 6, model), parameters(tmp_path / "one", 6, model))
+    # one writer: one metrics row per step, one evaluation, the process count recorded
+    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(1, 7))
+    assert json.loads((tmp_path / "ddp" / "evaluation.json").read_text())["processes"] == 2
+    assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["latest.json", "step-00000006"]
+    assert r.stdout.count("run folder:") == 1  # rank 0 alone reports
+
+
+def test_each_optimiser_group_is_averaged_on_its_own_as_in_one_process(tmp_path):
+    """VAE-GAN's encoder, decoder and discriminator, each from its own loss: after a few steps on 2 ranks
+    every group's parameters are the single process's (the draws made deterministic, so the cut of the
+    batch cannot matter)."""
+    args = ["train", "vaegan", "--data", "digits", "--steps", "4", *TINY, "--set", "model.discriminator_norm=none",
+            "--set", "model.discriminator_channels=4"]
+    r = torchrun([*args, "--out", str(tmp_path / "ddp")], VAEKIT_TEST_NO_NOISE="1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert single([*args, "--out", str(tmp_path / "one")], VAEKIT_TEST_NO_NOISE="1").returncode == 0
+    model = _model(tmp_path / "one")
+    a, b = parameters(tmp_path / "ddp", 4, model), parameters(tmp_path / "one", 4, model)
+    for group, params in model.optim_groups().items():
+        names = {n for n, p in model.named_parameters() if any(p is q for q in params)}
+        _close({k: a[k] for k in names}, {k: b[k] for k in names})
+    # and every group moved from its initial weights: the comparison is not of untrained ones
+    from vaekit.models import build_model
+    from vaekit.runs import read_run_config
+
+    cfg, saved = read_run_config(tmp_path / "one")
+    torch.manual_seed(cfg.train.seed)
+    initial = dict(build_model(cfg.model_name, cfg.model, saved["image_shape"]).named_parameters())
+    for group, params in model.optim_groups().items():
+        names = [n for n, p in model.named_parameters() if any(p is q for q in params)]
+        assert any(not torch.allclose(a[n], initial[n].detach()) for n in names), group
+
+
+def test_a_distributed_run_resumes_on_another_number_of_processes(tmp_path):
+    args = ["train", "ae", "--data", "digits", *TINY]
+    assert torchrun([*args, "--steps", "4", "--set", "train.checkpoint_every=4", "--out", str(tmp_path / "r")]
+                    ).returncode == 0
+    r = single([*args, "--steps", "8", "--resume", "--out", str(tmp_path / "r")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert single([*args, "--steps", "8", "--out", str(tmp_path / "straight")]).returncode == 0
+    model = _model(tmp_path / "straight")
+    _close(parameters(tmp_path / "r", 8, model), parameters(tmp_path / "straight", 8, model))
+
+
+def test_a_batch_that_does_not_divide_among_the_ranks_is_refused_on_every_rank(tmp_path):
+    r = torchrun(["train", "ae", "--data", "digits", "--steps", "2", *TINY, "--set", "train.batch_size=15",
+                  "--out", str(tmp_path / "odd")])
+    assert r.returncode != 0
+    # each rank says it in one line (torchrun's agent then prints its own report of the failed workers)
+    assert r.stderr.count("vaekit: error: train.batch_size=15 is the global batch") == 2
+    assert "src/vaekit/" not in r.stderr  # no traceback through vaekit's code
+    assert not (tmp_path / "odd").exists()
+
+
+def test_a_killed_rank_stops_the_other_with_a_message_in_bounded_time(tmp_path):
+    """Two processes started as torchrun starts them (its environment), without torchrun's agent, so the
+    surviving rank must notice by itself; rank 1 is killed at step 3."""
+    port = _free_port()
+    out = tmp_path / "killed"
+    procs = []
+    t0 = time.monotonic()
+    for rank in (0, 1):
+        env = _env(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), VAEKIT_TEST_KILL="1:3", VAEKIT_DIST_TIMEOUT="60")
+        procs.append(subprocess.Popen([sys.executable, str(WORKER), "train", "ae", "--data", "digits", "--steps",
+                                       "50", *TINY, "--set", "train.checkpoint_every=2", "--out", str(out)],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    _, err0 = procs[0].communicate(timeout=120)
+    procs[1].wait(timeout=30)
+    elapsed = time.monotonic() - t0
+    assert procs[1].returncode == -9  # killed
+    assert procs[0].returncode != 0
+    assert "lost contact with the other ranks" in err0 and "Traceback" not in err0, err0[-2000:]
+    assert elapsed < 100
+    assert (out / "checkpoints" / "step-00000002").exists()  # the last good checkpoint kept
+    assert not (out / "evaluation.json").exists()
