@@ -148,3 +148,52 @@ def test_a_killed_rank_stops_the_other_with_a_message_in_bounded_time(tmp_path):
     assert elapsed < 100
     assert (out / "checkpoints" / "step-00000002").exists()  # the last good checkpoint kept
     assert not (out / "evaluation.json").exists()
+
+
+def test_sync_batchnorm_normalises_over_the_global_batch_as_one_process_does(tmp_path):
+    """A VAE with batch norm: with train.sync_batchnorm 2 ranks of B/2 give one process's parameters and
+    running statistics (draws made deterministic); without it each rank normalises its own half, and
+    they differ."""
+    args = ["train", "vae", "--data", "digits", "--steps", "3", *TINY, "--set", "model.norm=batch"]
+    r = torchrun([*args, "--set", "train.sync_batchnorm=true", "--out", str(tmp_path / "sync")],
+                 VAEKIT_TEST_NO_NOISE="1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert torchrun([*args, "--out", str(tmp_path / "local")], VAEKIT_TEST_NO_NOISE="1").returncode == 0
+    assert single([*args, "--out", str(tmp_path / "one")], VAEKIT_TEST_NO_NOISE="1").returncode == 0
+    every = lambda run: load_file(str(run / "checkpoints" / "step-00000003" / "model.safetensors"))  # noqa: E731
+    one, sync, local = every(tmp_path / "one"), every(tmp_path / "sync"), every(tmp_path / "local")
+    assert any("running_mean" in k for k in one)
+    for k in one:
+        torch.testing.assert_close(sync[k].float(), one[k].float(), atol=1e-5, rtol=1e-4, msg=k)
+    assert any(not torch.allclose(local[k].float(), one[k].float(), atol=1e-5) for k in one if "running" in k)
+
+
+def test_beta_tcvae_estimates_its_terms_on_each_ranks_batch(tmp_path):
+    """The stated choice (README, Distributed training): beta-TCVAE's minibatch estimators see the rank's
+    B / W images, with N the whole training set. The 2-rank run's first logged tc/tc is then the mean of
+    the estimates on the two halves of the global batch, not the estimate on the whole."""
+    from vaekit.data import load_dataset
+    from vaekit.distributions import DiagonalGaussian
+    from vaekit.models import Batch, build_model
+    from vaekit.runs import read_run_config
+    from vaekit.train.trainer import EpochSampler
+
+    args = ["train", "btcvae", "--data", "digits", "--steps", "1", *TINY, "--set", "train.batch_size=64"]
+    assert torchrun([*args, "--out", str(tmp_path / "ddp")], VAEKIT_TEST_NO_NOISE="1").returncode == 0
+    row = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[0])
+    cfg, saved = read_run_config(tmp_path / "ddp")
+    data = load_dataset("digits", "train")
+    idx = EpochSampler(len(data), 64, cfg.train.seed).indices(0)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model_name, cfg.model, saved["image_shape"]).train()
+    original = DiagonalGaussian.sample
+    DiagonalGaussian.sample = lambda self, n=None: self.mu
+    try:
+        with torch.no_grad():
+            halves = [model.loss(Batch(data.batch(idx[r::2]))) for r in (0, 1)]
+            whole = model.loss(Batch(data.batch(idx)))
+    finally:
+        DiagonalGaussian.sample = original
+    for key in ("tc/mi", "tc/tc", "tc/dwkl"):
+        assert row[key] == pytest.approx(float(halves[0][key] + halves[1][key]) / 2, rel=1e-4, abs=1e-6), key
+    assert abs(row["tc/mi"] - float(whole["tc/mi"])) > 0.01 * abs(float(whole["tc/mi"]))  # not the whole batch's

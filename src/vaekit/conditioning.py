@@ -89,7 +89,9 @@ def classes_from_data(config, classes: int):
 def one_hot(labels: Tensor, classes: int) -> Tensor:
     """Integer labels (B,) -> float one-hot side information (B, classes)."""
     labels = torch.as_tensor(labels)
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+    # checked where they come from the host (a user's --label, a dataset's labels); on a GPU the check
+    # would wait for the device every training step, and F.one_hot refuses bad labels there anyway
+    if labels.device.type == "cpu" and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
         raise ConfigError(f"labels must lie in [0, {classes - 1}], got {int(labels.min())}..{int(labels.max())}")
     return F.one_hot(labels.long(), classes).float()
 
@@ -193,7 +195,9 @@ class SideInformation(nn.Module):
         if self.condition == "label":
             if labels is None:
                 raise ConfigError("this model is conditioned on class labels, and the images came without any")
-            return one_hot(labels, self.width).to(x.device)
+            # a batch's labels are the data's, in range since the run matched classes to the data
+            # (classes_from_data): no host-side check per training step; F.one_hot refuses bad ones
+            return F.one_hot(labels.to(x.device).long(), self.width).float()
         h, w = x.shape[-2:]
         if self.condition == "half":
             mask = random_half_masks(len(x), h, w, x.device)

@@ -82,6 +82,12 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
     precision: str = "fp32"  # fp32 | bf16: networks under bfloat16 autocast while training; the maths
     #                          (likelihoods, KL, TC, GAN losses) and evaluation stay float32 (vaekit.precision)
+    check_every: int = 0  # steps between the host's reads of the divergence checks (the device keeps a flag
+    #                       between them, so a GPU step makes no host sync); 0 = 1 on a CPU, log_every on a GPU
+    channels_last: bool = False  # convolutions in channels-last memory order (faster on recent GPUs)
+    compile: bool = False  # torch.compile the model's loss (minutes of compiling first)
+    sync_batchnorm: bool = False  # under torchrun: batch norm over the global batch (every rank's images),
+    #                               not each rank's B / W (vaekit.nn.batchnorm.GlobalBatchNorm)
     explode_factor: float = 1000.0  # stop when an optimised loss exceeds this many times its running
     #                                 level (adversarial runs that blow up; its square in the first 50
     #                                 steps); 0 = only non-finite stops
@@ -90,6 +96,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "eval_images"):
             _fail_unless(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
         _fail_unless(self.eval_every >= 0, f"train.eval_every must be >= 0, got {self.eval_every}")
+        _fail_unless(self.check_every >= 0, f"train.check_every must be >= 0, got {self.check_every}")
         _fail_unless(self.final_eval_images >= 0, f"train.final_eval_images must be >= 0, got {self.final_eval_images}")
         _fail_unless(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _fail_unless(self.epochs is None or self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")

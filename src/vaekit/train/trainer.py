@@ -121,8 +121,26 @@ class Trainer:
         if config.batch_size % self.world.size:
             raise ConfigError(f"train.batch_size={config.batch_size} is the global batch and must divide among the "
                               f"{self.world.size} processes; choose a multiple of {self.world.size}")
+        if config.sync_batchnorm and self.world.distributed:
+            from ..nn.batchnorm import globalise_batch_norm
+
+            globalise_batch_norm(model)
         model.to(self.device)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
         distributed.broadcast_parameters(model)
+        # a GPU keeps the training images when they fit in a quarter of its free memory: no copy per step
+        self.data_on_device = False
+        if self.device.type == "cuda" and getattr(train_data, "images", None) is not None and \
+                train_data.images.numel() < torch.cuda.mem_get_info(self.device)[0] // 4:
+            import dataclasses
+
+            train_data = dataclasses.replace(train_data, images=train_data.images.to(self.device))
+            self.data_on_device = True
+        self.data = train_data
+        self.check_every = config.check_every or (config.log_every if self.device.type == "cuda" else 1)
+        self._finite = torch.ones((), dtype=torch.bool, device=self.device)  # no term non-finite since the last read
+        self._loss = torch.compile(model.loss) if config.compile else model.loss
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writes = self.world.main  # only rank 0 writes into the run folder
         self.evaluate_fn = evaluate
@@ -162,8 +180,13 @@ class Trainer:
 
     def batch_at(self, step: int) -> Batch:
         idx = self.sampler.indices(step)[self.world.rank::self.world.size]  # this rank's share of the global batch
-        y = self.data.labels[idx].to(self.device) if self.data.labels is not None else None
-        return Batch(self.data.batch(idx).to(self.device, non_blocking=True), y)
+        y = self.data.labels[idx].to(self.device, non_blocking=True) if self.data.labels is not None else None
+        if self.data_on_device:
+            idx = idx.to(self.device, non_blocking=True)
+        x = self.data.batch(idx).to(self.device, non_blocking=True)
+        if self.config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return Batch(x, y)
 
     # --- one iteration ---------------------------------------------------------------------
     def train_step(self, batch: Batch) -> dict[str, Tensor]:
@@ -172,10 +195,13 @@ class Trainer:
         clip = self.config.grad_clip
         for phase_index, phase in enumerate(self.phases):
             with autocast(self.device, self.config.precision):  # the forward pass only; backward follows the dtypes it recorded
-                terms = self.model.loss(batch, self.step, phase_index)
+                terms = self._loss(batch, self.step, phase_index)
             shared = distributed.mean_terms(terms)  # every rank's mean: every rank checks the same numbers
-            self._check_finite(shared)
-            self._check_exploding(shared)
+            # on the device: the host reads the flag only every check_every steps
+            self._finite &= torch.isfinite(torch.stack([t.detach().float().reshape(()) for t in shared.values()])).all()
+            if (self.step + 1) % self.check_every == 0:
+                self._check_finite(shared)
+                self._check_exploding(shared)
             for i, name in enumerate(phase):
                 params = self.groups[name]
                 for p in params:
@@ -194,15 +220,19 @@ class Trainer:
         return logged
 
     def _check_finite(self, terms: dict[str, Tensor]) -> None:
-        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()])
-        if bool(torch.isfinite(values).all()):
+        if bool(self._finite):  # the host reads it here, every check_every steps
             return
         bad = [k for k, t in terms.items() if not torch.isfinite(t.detach()).all()]
+        if not bad:  # non-finite at a step between two reads, finite again now
+            raise TrainingDiverged(f"training diverged between steps {self.step + 2 - self.check_every} and "
+                                   f"{self.step + 1}: a term was non-finite{self._checkpoint_note()}. "
+                                   "Try a lower train.lr or set train.grad_clip.")
         parts = [k for k in bad if k not in self.groups] or bad  # name the culprit before the totals it spoils
         first = parts[0]
         value = float(terms[first].detach().reshape(-1)[0])
         also = [k for k in bad if k != first]
-        raise TrainingDiverged(f"training diverged at step {self.step + 1}: term {first!r} is {value}"
+        since = "" if self.check_every == 1 else f" (checked every {self.check_every} steps)"
+        raise TrainingDiverged(f"training diverged at step {self.step + 1}{since}: term {first!r} is {value}"
                                f"{' (also ' + ', '.join(map(repr, also)) + ')' if also else ''}"
                                f"{self._checkpoint_note()}. "
                                "Try a lower train.lr or set train.grad_clip.")
