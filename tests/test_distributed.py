@@ -169,7 +169,7 @@ def test_sync_batchnorm_normalises_over_the_global_batch_as_one_process_does(tmp
 
 
 def test_beta_tcvae_estimates_its_terms_on_each_ranks_batch(tmp_path):
-    """The stated choice (README, Distributed training): beta-TCVAE's minibatch estimators see the rank's
+    """The stated choice (the README's torchrun paragraph): beta-TCVAE's minibatch estimators see the rank's
     B / W images, with N the whole training set. The 2-rank run's first logged tc/tc is then the mean of
     the estimates on the two halves of the global batch, not the estimate on the whole."""
     from vaekit.data import load_dataset
@@ -197,3 +197,13 @@ def test_beta_tcvae_estimates_its_terms_on_each_ranks_batch(tmp_path):
     for key in ("tc/mi", "tc/tc", "tc/dwkl"):
         assert row[key] == pytest.approx(float(halves[0][key] + halves[1][key]) / 2, rel=1e-4, abs=1e-6), key
     assert abs(row["tc/mi"] - float(whole["tc/mi"])) > 0.01 * abs(float(whole["tc/mi"]))  # not the whole batch's
+
+
+def test_a_divergence_on_one_rank_stops_every_rank_with_the_same_message(tmp_path):
+    r = torchrun(["train", "ae", "--data", "digits", "--steps", "10", *TINY, "--set", "train.checkpoint_every=2",
+                  "--out", str(tmp_path / "nan")], VAEKIT_TEST_NAN="1:4")
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.splitlines() if line.startswith("vaekit: error:")]
+    assert len(lines) == 2 and lines[0] == lines[1] and "diverged at step 5" in lines[0], r.stderr[-2000:]
+    assert "step 4" in lines[0]  # the last good checkpoint, named alike on both ranks
+    assert (tmp_path / "nan" / "checkpoints" / "step-00000004").exists()

@@ -1,7 +1,8 @@
 """The vaekit command for the distributed tests, run by torchrun (or by hand with its environment), with
 two test-only switches: VAEKIT_TEST_NO_NOISE=1 makes every Gaussian draw its mean, so that a run's
 numbers do not depend on how the batch is cut among ranks; VAEKIT_TEST_KILL=RANK:STEP kills that rank
-(SIGKILL, no clean-up) as it starts that step."""
+(SIGKILL, no clean-up) as it starts that step; VAEKIT_TEST_NAN=RANK:STEP makes that rank's loss
+non-finite at that step."""
 
 import os
 import signal
@@ -24,6 +25,22 @@ if os.environ.get("VAEKIT_TEST_KILL"):
         return original(self, batch)
 
     Trainer.train_step = train_step
+
+if os.environ.get("VAEKIT_TEST_NAN"):
+    import torch
+
+    nan_rank, nan_step = map(int, os.environ["VAEKIT_TEST_NAN"].split(":"))
+    from vaekit.models.vae import AE
+
+    original_loss = AE.loss_and_output
+
+    def loss_and_output(self, batch, step=0):
+        terms, out = original_loss(self, batch, step)
+        if self.training and int(os.environ.get("RANK", "0")) == nan_rank and step == nan_step:
+            terms = {**terms, "loss": terms["loss"] * torch.tensor(float("nan"))}
+        return terms, out
+
+    AE.loss_and_output = loss_and_output
 
 from vaekit.cli.main import main  # noqa: E402
 
