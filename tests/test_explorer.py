@@ -302,3 +302,15 @@ def test_report_html_opens_from_the_file_system_with_its_pictures(browser_page, 
     page.close()
     assert problems == []
     shutil.copyfile(runs[4] / "report.html", ARTIFACTS / "report-draw.html")
+
+
+def test_serve_refuses_a_taken_port_and_a_missing_run_in_one_line(runs, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert main(["serve", str(runs[0]), "--port", str(s.getsockname()[1])]) == 2
+    assert "cannot listen" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path / "nothing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err

@@ -120,7 +120,12 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, q
 def serve(run_dirs, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> int:
     print(f"loading {len(run_dirs)} run(s) ...", file=sys.stderr, flush=True)
     explorer = Explorer(run_dirs, device)
-    server = make_server(explorer, host, port)
+    try:
+        server = make_server(explorer, host, port)
+    except OSError as e:  # the port taken, an address not of this machine
+        from ..errors import ConfigError
+
+        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port or --host") from None
     print(f"vaekit explorer: http://{host}:{server.server_address[1]}/  (Ctrl-C to stop)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach this machine can use the explorer",
