@@ -71,3 +71,20 @@ def test_a_divergence_between_checks_is_caught_at_the_next_check(monkeypatch):
     trainer.step += 1
     with pytest.raises(TrainingDiverged, match="between steps 1 and 3"):
         trainer.train_step(trainer.batch_at(2))
+
+
+@pytest.mark.slow
+def test_train_compile_trains_as_the_eager_model_does():
+    """train.compile = true: the same parameters after a few steps as without, to float tolerance (on a
+    CPU torch.compile builds C++ kernels first: about half a minute)."""
+    def run(compile_: bool):
+        torch.manual_seed(0)
+        model = build_model("ae", model_config("ae", {**tiny_settings("ae"), "norm": "none"}), (1, 16, 16))
+        data = ImageDataset("blobs", "train", blob_images(64), None, None, "memory")
+        trainer = Trainer(model, data, TrainConfig(steps=3, batch_size=8, compile=compile_), progress=False)
+        trainer.fit()
+        return dict(model.named_parameters())
+
+    eager, compiled = run(False), run(True)
+    for k in eager:
+        torch.testing.assert_close(compiled[k], eager[k], atol=1e-4, rtol=1e-3, msg=k)
