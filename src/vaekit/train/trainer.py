@@ -140,7 +140,7 @@ class Trainer:
         self.data = train_data
         self.check_every = config.check_every or (config.log_every if self.device.type == "cuda" else 1)
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)  # no term non-finite since the last read
-        self._loss = torch.compile(model.loss) if config.compile else model.loss
+        self._compiled_loss = torch.compile(model.loss) if config.compile else None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writes = self.world.main  # only rank 0 writes into the run folder
         self.evaluate_fn = evaluate
@@ -195,7 +195,7 @@ class Trainer:
         clip = self.config.grad_clip
         for phase_index, phase in enumerate(self.phases):
             with autocast(self.device, self.config.precision):  # the forward pass only; backward follows the dtypes it recorded
-                terms = self._loss(batch, self.step, phase_index)
+                terms = (self._compiled_loss or self.model.loss)(batch, self.step, phase_index)
             shared = distributed.mean_terms(terms)  # every rank's mean: every rank checks the same numbers
             # on the device: the host reads the flag only every check_every steps
             self._finite &= torch.isfinite(torch.stack([t.detach().float().reshape(()) for t in shared.values()])).all()
