@@ -42,7 +42,7 @@ from ..metrics.likelihood import IMAGES_PER_CALL, _repeat
 from ..nn.attention import Attention, AttentionHead, read_glimpse, write_patch
 from ..precision import full_precision
 from .base import Batch, GenerativeModel, inference
-from .vae import ObservationConfig
+from .vae import LikelihoodDecoder, ObservationConfig
 from .vaegan import AdversarialObjective, DiscriminatorConfig, make_discriminator
 
 
@@ -101,7 +101,7 @@ class Unrolled:
         return DiagonalGaussian(self.mu.flatten(1), self.logvar.flatten(1))
 
 
-class DRAW(GenerativeModel):
+class DRAW(LikelihoodDecoder, GenerativeModel):
     description = "DRAW: recurrent encoder and decoder adding to a canvas over T glimpses, with selective attention"
     paper = "Gregor, Danihelka, Graves, Rezende & Wierstra 2015, DRAW: A recurrent neural network for image generation"
     config_class = DRAWConfig
@@ -252,14 +252,8 @@ class DRAW(GenerativeModel):
         return self.unroll(x, y, mean_path=True).z.flatten(1)
 
     def raw_decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """c_T of the codes z: what `decode` and `log_likelihood` (LikelihoodDecoder's) read D(x | c_T) from."""
         return self.unroll(None, y, z).canvas
-
-    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.likelihood.mean(self.raw_decode(z, y))
-
-    def log_likelihood(self, x: Tensor, z: Tensor, y: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        """log D(x | c_T) of the canvas the codes z write, per image. (B,)"""
-        return self.likelihood.log_prob(self.raw_decode(z, y), x, mask)
 
     def stage_times(self) -> list[int]:
         """The glimpses (1-based) whose canvases `decode_stages` shows: at most MAX_STAGES, evenly spaced."""
