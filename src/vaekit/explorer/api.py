@@ -119,6 +119,8 @@ class ExplorerRun:
                 "data": self.cfg.data.name, "condition": condition, "classes": m.classes,
                 "class_names": self.saved.get("class_names") or [str(c) for c in range(m.classes)],
                 "latent_size": self.latent_size, "dims": self.dims, "dim_kl": self.dim_kl,
+                "dims_by": ("code variance (no posterior)" if not m.has_posterior else "KL along the mean path "
+                            "(DRAW's posterior is sequential)" if not m.factorised_posterior else "KL(q || p)"),
                 "test_images": len(self.test), "image_shape": self.saved["image_shape"],
                 "stages": len(self.stage_names) > 1,
                 "canvas": hasattr(m, "canvas_sequence"), "completion": completion,
