@@ -35,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tables import mean_sd as _mean_sd  # noqa: E402  (benchmarks/tables.py)
 from vaekit.errors import TrainingDiverged  # noqa: E402
 from vaekit.metrics import evaluate_samples  # noqa: E402
 from vaekit.models import model_config  # noqa: E402
@@ -80,11 +81,7 @@ def pretrain_steps(args) -> list[tuple[int, int]]:
 
 
 def mean_sd(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+    return _mean_sd(values, ".3f", empty="–")
 
 
 def main() -> None:

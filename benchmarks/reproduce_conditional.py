@@ -38,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tables import mean_sd as _mean_sd  # noqa: E402  (benchmarks/tables.py)
 from vaekit.completion import completion_rows  # noqa: E402
 from vaekit.data import fixed_sample  # noqa: E402
 from vaekit.errors import TrainingDiverged  # noqa: E402
@@ -62,11 +63,7 @@ COLLAPSE_MARGIN = 0.1  # samples are "alike" when their MS-SSIM exceeds the clas
 
 
 def mean_sd(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+    return _mean_sd(values, ".4g", ".2g")
 
 
 def run_settings(steps: int, seed: int, extra: list[str] = ()) -> list[str]:

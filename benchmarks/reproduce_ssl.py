@@ -30,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tables import mean_sd as _mean_sd  # noqa: E402  (benchmarks/tables.py)
 from vaekit.data.labelled import partly_labelled  # noqa: E402
 from vaekit.errors import TrainingDiverged  # noqa: E402
 from vaekit.metrics.classification import evaluate_classification  # noqa: E402
@@ -49,11 +50,7 @@ SEED_TABLE = [("seed, fully connected", {1000: 5.1, 600: 12.0}), ("seed, convolu
 
 
 def mean_sd(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    return _mean_sd(values, ".2f")
 
 
 def train(model: str, data: dict, labels: int, steps: int, seed: int, run_dir: Path, extra: list[str]) -> dict:
