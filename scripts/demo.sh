@@ -14,5 +14,5 @@ out=runs/demo-$(date +%Y%m%d-%H%M%S)
 "$vaekit" train vae --data "$data" --steps 2000 --seed 0 --out "$out"
 "$vaekit" sample "$out" -n 64 -o "$out/samples-seed1.png" --seed 1
 echo
-echo "Done. Look at $out/report.md, with $out/reconstructions.png, samples.png, interpolations.png"
+echo "Done. Look at $out/report.md (or report.html in a browser), with $out/reconstructions.png, samples.png, interpolations.png"
 echo "and loss_curves.png beside it. Try next:  $vaekit evaluate $out"
