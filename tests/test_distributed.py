@@ -35,9 +35,21 @@ def _free_port() -> int:
 
 
 def torchrun(args: list[str], processes: int = 2, timeout: int = 240, **env) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-           "--master-port", str(_free_port()), str(WORKER), *args]
-    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
+    def once():
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
+               "--master-port", str(_free_port()), str(WORKER), *args]
+        return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
+
+    r = once()
+    if "(SIGABRT)" in r.stderr:
+        # Seen once in ~40 runs of these tests: a worker aborted by the gloo backend (cause not found; not
+        # reproduced in 30 runs under load). Said out loud, then tried once more, so that the test judges the
+        # behaviour it is about, not that rare abort.
+        import warnings
+
+        warnings.warn("a torchrun worker aborted (SIGABRT); retrying once:\n" + r.stderr[:3000])
+        r = once()
+    return r
 
 
 def single(args: list[str], timeout: int = 240, **env) -> subprocess.CompletedProcess:
@@ -67,7 +79,7 @@ def _close(a: dict, b: dict, atol: float = 1e-5) -> None:
 def test_two_ranks_of_half_the_batch_give_the_parameters_of_one_rank_of_the_whole(tmp_path):
     args = ["train", "ae", "--data", "digits", "--steps", "6", *TINY]
     r = torchrun([*args, "--out", str(tmp_path / "ddp")])
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[:3000]
     assert single([*args, "--out", str(tmp_path / "one")]).returncode == 0
     model = _model(tmp_path / "one")
     _close(parameters(tmp_path / "ddp", 6, model), parameters(tmp_path / "one", 6, model))
@@ -86,7 +98,7 @@ def test_each_optimiser_group_is_averaged_on_its_own_as_in_one_process(tmp_path)
     args = ["train", "vaegan", "--data", "digits", "--steps", "4", *TINY, "--set", "model.discriminator_norm=none",
             "--set", "model.discriminator_channels=4"]
     r = torchrun([*args, "--out", str(tmp_path / "ddp")], VAEKIT_TEST_NO_NOISE="1")
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[:3000]
     assert single([*args, "--out", str(tmp_path / "one")], VAEKIT_TEST_NO_NOISE="1").returncode == 0
     model = _model(tmp_path / "one")
     a, b = parameters(tmp_path / "ddp", 4, model), parameters(tmp_path / "one", 4, model)
@@ -110,7 +122,7 @@ def test_a_distributed_run_resumes_on_another_number_of_processes(tmp_path):
     assert torchrun([*args, "--steps", "4", "--set", "train.checkpoint_every=4", "--out", str(tmp_path / "r")]
                     ).returncode == 0
     r = single([*args, "--steps", "8", "--resume", "--out", str(tmp_path / "r")])
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[:3000]
     assert single([*args, "--steps", "8", "--out", str(tmp_path / "straight")]).returncode == 0
     model = _model(tmp_path / "straight")
     _close(parameters(tmp_path / "r", 8, model), parameters(tmp_path / "straight", 8, model))
@@ -157,7 +169,7 @@ def test_sync_batchnorm_normalises_over_the_global_batch_as_one_process_does(tmp
     args = ["train", "vae", "--data", "digits", "--steps", "3", *TINY, "--set", "model.norm=batch"]
     r = torchrun([*args, "--set", "train.sync_batchnorm=true", "--out", str(tmp_path / "sync")],
                  VAEKIT_TEST_NO_NOISE="1")
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[:3000]
     assert torchrun([*args, "--out", str(tmp_path / "local")], VAEKIT_TEST_NO_NOISE="1").returncode == 0
     assert single([*args, "--out", str(tmp_path / "one")], VAEKIT_TEST_NO_NOISE="1").returncode == 0
     every = lambda run: load_file(str(run / "checkpoints" / "step-00000003" / "model.safetensors"))  # noqa: E731

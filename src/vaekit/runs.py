@@ -255,7 +255,8 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     t0 = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - t0
-    if not w.main:  # rank 0 evaluates, draws and reports; the others are done
+    if not w.main:  # rank 0 evaluates, draws and reports; the others wait for it, so that no rank
+        distributed.barrier()  # leaves the group while another still holds its connections
         return {}
 
     options = EvaluationOptions(iw_samples=final_iw_samples, iw_images=final_iw_images,
@@ -273,6 +274,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     draw_run_pictures(out, model, test_data, cfg)
     write_report(out, cfg, saved, result, model)
     write_json_atomic(out / "evaluation.json", result)  # last: a run without it is finished by --resume
+    distributed.barrier()
     return result
 
 
