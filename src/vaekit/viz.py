@@ -23,13 +23,19 @@ def image_grid(images: Tensor, nrow: int, pad: int = 2, pad_value: float = 1.0) 
     return (grid.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
 
 
-def save_png(path: str | Path, array: np.ndarray, scale: int = 1) -> Path:
-    """Write an (H, W, C) uint8 array as PNG, atomically; `scale` enlarges by pixel repetition."""
+def to_pil(array: np.ndarray, scale: int = 1):
+    """An (H, W, C) uint8 array as a PIL image (grey for one channel), enlarged `scale` times by pixel
+    repetition: what the run folder's PNGs and the explorer's pictures are made of."""
     from PIL import Image
 
     if scale > 1:
         array = array.repeat(scale, 0).repeat(scale, 1)
-    return save_image(path, Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array), format="PNG")
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
+def save_png(path: str | Path, array: np.ndarray, scale: int = 1) -> Path:
+    """Write an (H, W, C) uint8 array as PNG, atomically; `scale` enlarges by pixel repetition."""
+    return save_image(path, to_pil(array, scale), format="PNG")
 
 
 def save_image(path: str | Path, img, **save_options) -> Path:

@@ -19,7 +19,7 @@ from ..data import fixed_sample
 from ..errors import VaekitError
 from ..models.base import Batch, eval_mode
 from ..report import read_jsonl
-from ..viz import image_grid
+from ..viz import image_grid, to_pil
 
 MAX_IMAGES = 64  # images one request may decode
 MAX_STEPS = 32  # interpolation steps
@@ -39,13 +39,9 @@ class RequestError(Exception):
 
 def png(images: torch.Tensor, nrow: int, scale: int | None = None) -> str:
     """(N, C, H, W) in [0, 1] -> a PNG data URI of their grid, enlarged for small images."""
-    from PIL import Image
-
     array = image_grid(images.detach().float().cpu(), nrow, pad=1 if len(images) > 1 else 0)
-    scale = scale or max(1, 96 // images.shape[-1])
-    array = array.repeat(scale, 0).repeat(scale, 1)
     buffer = io.BytesIO()
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="PNG")
+    to_pil(array, scale or max(1, 96 // images.shape[-1])).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
