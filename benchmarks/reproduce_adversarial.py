@@ -1,6 +1,6 @@
 """VAE, VAE-GAN and IntroVAE at an equal budget on 2 CPU cores: sample quality, diversity, stability.
 
-Every model is trained through the front door a user has (`vaekit.runs.train_run`) with the same
+Every model is trained through the front door a user has (`vaekit.run.folder.train_run`) with the same
 encoder/decoder (IntroVAE's appendix-B residual network, scaled to the image size), the same number
 of steps and batch size, on Fashion-MNIST at 28x28 and upsampled to 64x64, for several seeds. A run
 that diverges (the trainer's guard: non-finite or exploding losses) is counted, not hidden.
@@ -39,7 +39,7 @@ from tables import mean_sd as _mean_sd  # noqa: E402  (benchmarks/tables.py)
 from vaekit.errors import TrainingDiverged  # noqa: E402
 from vaekit.metrics import evaluate_samples  # noqa: E402
 from vaekit.models import model_config  # noqa: E402
-from vaekit.runs import load_run, load_split, resolve_config, train_run  # noqa: E402
+from vaekit.run import load_run, load_split, resolve_config, train_run  # noqa: E402
 from vaekit.viz import save_grid  # noqa: E402
 
 LABELS = {"vae": "VAE", "vaegan": "VAE-GAN", "introvae": "IntroVAE"}

@@ -1,6 +1,6 @@
 """CVAE against CVAE-GAN ("When VAEs meet GANs", sec. 4.3-4.4) at an equal budget, several seeds, and
 image completion by a CVAE conditioned on the kept half against an unconditional VAE completing by
-inference. Every run goes through the front door a user has (`vaekit.runs.train_run`, each model's
+inference. Every run goes through the front door a user has (`vaekit.run.folder.train_run`, each model's
 registered preset: the seed's sec. 4.3 networks at latent 50, batch 100, Adam at 1e-3 for the CVAE
 and 1e-4 with the GAN); every number is measured on the test split in eval mode:
 
@@ -39,17 +39,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tables import mean_sd as _mean_sd  # noqa: E402  (benchmarks/tables.py)
-from vaekit.completion import completion_rows  # noqa: E402
+from vaekit.run.completion import completion_rows  # noqa: E402
 from vaekit.data import fixed_sample  # noqa: E402
 from vaekit.errors import TrainingDiverged  # noqa: E402
 from vaekit.metrics import dataset_mean_image, evaluate_samples  # noqa: E402
-from vaekit.metrics.evaluate import evaluate_completion  # noqa: E402
+from vaekit.run.completion import evaluate_completion  # noqa: E402
 from vaekit.metrics.image_quality import laplacian_variance  # noqa: E402
 from vaekit.metrics.sample_quality import ms_ssim_diversity  # noqa: E402
 from vaekit.models.base import eval_mode  # noqa: E402
 from vaekit.progress import TaskProgress  # noqa: E402
-from vaekit.runs import load_run, load_split, resolve_config, train_run  # noqa: E402
-from vaekit.uses import class_grid, style_transfer_grid  # noqa: E402
+from vaekit.run import load_run, load_split, resolve_config, train_run  # noqa: E402
+from vaekit.run.uses import class_grid, style_transfer_grid  # noqa: E402
 from vaekit.viz import save_grid  # noqa: E402
 
 LABELS = {"cvae": "CVAE", "cvae_gan": "CVAE-GAN", "cvae_gan_lr1e-3": "CVAE-GAN, lr 1e-3"}

@@ -8,7 +8,7 @@ pos_y), disentanglement_lib's MIG, the beta-VAE score, the FactorVAE score, DCI 
 way (it resumes from its checkpoint), so the table shows how the metrics move with training. Then
 beta-VAE (beta = 5) and beta-TCVAE (beta = 20) with latent 32 on Fashion-MNIST, as in the overview
 paper's experiment (section VI), with latent traversals. Everything trains through
-`vaekit.runs.train_run`, the front door a user has.
+`vaekit.run.folder.train_run`, the front door a user has.
 
 Writes `<out>/disentanglement.md` (every metric per model: mean and spread over seeds) and traversal
 grids beside it. Runs are reused: an interrupted benchmark continues where it stopped.
@@ -43,9 +43,10 @@ except ImportError:
 from vaekit.data import fixed_sample  # noqa: E402
 from vaekit.metrics import evaluate_disentanglement, evaluate_model  # noqa: E402
 from vaekit.metrics.disentanglement import mig_posterior  # noqa: E402
-from vaekit.metrics.evaluate import posterior_encoder  # noqa: E402
+from vaekit.metrics.elbo_decomposition import posterior_encoder  # noqa: E402
 from vaekit.metrics.elbo_decomposition import dataset_elbo_decomposition  # noqa: E402
-from vaekit.runs import load_run, load_split, resolve_config, train_run, traversal_grid  # noqa: E402
+from vaekit.run import load_run, load_split, resolve_config, train_run  # noqa: E402
+from vaekit.run.pictures import traversal_grid  # noqa: E402
 from vaekit.train import latest_checkpoint  # noqa: E402
 from vaekit.train.checkpoint import checkpoint_dir, load_model_weights  # noqa: E402
 from vaekit.viz import save_grid  # noqa: E402

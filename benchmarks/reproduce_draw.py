@@ -1,7 +1,7 @@
 """DRAW on binarised images (Gregor et al. 2015, Table 2; "When VAEs meet GANs", sec. 4.6, figures
 10-11): a VAE, DRAW without attention, DRAW with attention, conditional DRAW and DRAW-GAN trained at
 one budget (the same steps, batch and glimpses T) on dynamically binarised Fashion-MNIST, through the
-front door (`vaekit.runs.train_run` with `data.binarize=dynamic`; the test split binarised once with a
+front door (`vaekit.run.folder.train_run` with `data.binarize=dynamic`; the test split binarised once with a
 fixed seed). Each is scored by the importance-weighted bound on -log p(x) (K draws, a fixed uniform
 sample of test images, eval mode); samples, reconstructions and the canvas over time go beside the
 table. Every row is one run folder under --runs; the report is built from those folders, so lanes
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from vaekit.conditioning import one_hot  # noqa: E402
 from vaekit.errors import TrainingDiverged  # noqa: E402
-from vaekit.runs import load_run, resolve_config, train_run  # noqa: E402
+from vaekit.run import load_run, resolve_config, train_run  # noqa: E402
 from vaekit.viz import save_grid  # noqa: E402
 
 # row -> (registered model, its settings beside the preset, what the table calls it)
@@ -96,7 +96,7 @@ def diversity(run_dir: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     from vaekit.metrics.sample_quality import ms_ssim_diversity
-    from vaekit.runs import load_split
+    from vaekit.run import load_split
 
     cfg, model, saved = load_run(run_dir)
     torch.manual_seed(0)

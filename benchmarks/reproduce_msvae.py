@@ -5,7 +5,7 @@ VAE, Residual-VAE and MSVAE are trained with the paper's MNIST settings (sec. 3.
 (two 3x3 convolutions with batch norm and a skip each), the l1 refine loss for MSVAE, batch 256,
 Adam with lr 1e-3. The "l2" loss of the paper is a Gaussian likelihood with fixed sigma (eq. 2.4);
 we state sigma. Every model gets the same number of steps (the budget), through the same front
-door a user has (`vaekit.runs.train_run`). Fashion-MNIST always; MNIST when its IDX files are found
+door a user has (`vaekit.run.folder.train_run`). Fashion-MNIST always; MNIST when its IDX files are found
 under $VAEKIT_DATA/mnist/.
 
 Outputs benchmarks/results/msvae.md (the paper's Table 1 beside ours: mean SSIM of test
@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from vaekit.errors import DataError  # noqa: E402
 from vaekit.metrics.image_quality import gradient_energy, laplacian_variance  # noqa: E402
-from vaekit.runs import load_run, load_split, reconstruction_rows, resolve_config, train_run  # noqa: E402
+from vaekit.run import load_run, load_split, resolve_config, train_run  # noqa: E402
+from vaekit.run.pictures import reconstruction_rows  # noqa: E402
 from vaekit.viz import save_grid  # noqa: E402
 
 PAPER_SSIM = {"vae": {"CelebA": 0.646, "MNIST": 0.834}, "residual_vae": {"CelebA": 0.648, "MNIST": 0.839},

@@ -2,7 +2,7 @@
 Table 1): M2 and SSL-VAE-GAN trained on a balanced subset of the training labels, the rest unlabelled,
 beside the supervised-only baseline (the same q(y|x) network trained on the same labelled images alone:
 the same labelled images per step, the same steps, the same optimiser). Every run goes through the
-front door (`vaekit.runs.train_run` with `data.labelled`, `data.label_seed` = the seed), each model's
+front door (`vaekit.run.folder.train_run` with `data.labelled`, `data.label_seed` = the seed), each model's
 registered preset unless --set says otherwise; the error is measured on the whole test split in eval
 mode (argmax q(y|x)).
 
@@ -36,9 +36,9 @@ from vaekit.errors import TrainingDiverged  # noqa: E402
 from vaekit.metrics.classification import evaluate_classification  # noqa: E402
 from vaekit.models import build_model  # noqa: E402
 from vaekit.progress import TaskProgress  # noqa: E402
-from vaekit.runs import load_run, load_split, resolve_config, train_run  # noqa: E402
+from vaekit.run import load_run, load_split, resolve_config, train_run  # noqa: E402
 from vaekit.train.supervised import train_supervised_baseline  # noqa: E402
-from vaekit.uses import class_grid  # noqa: E402
+from vaekit.run.uses import class_grid  # noqa: E402
 from vaekit.viz import save_grid  # noqa: E402
 
 LABELS = {"m2": "M2", "ssl_vaegan": "SSL-VAE-GAN"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -17,12 +16,11 @@ os.environ["VAEKIT_CACHE"] = tempfile.mkdtemp(prefix="vaekit-test-cache-")
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 HAVE_FASHION = (FASHION_DIR / "train-images-idx3-ubyte.gz").exists()
-needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-
+# the tiny network settings of the convolutional models, for tests that build one by hand (the shared
+# tests take every model's own, `GenerativeModel.tiny_settings`)
 TINY = {"latent_dim": 4, "base_channels": 4, "max_channels": 8}
-TINY_SEMI_SUPERVISED = {"width_factor": 0.02, "discriminator_channels": 4, "discriminator_max_channels": 8}
-TINY_DRAW = {"latent_dim": 4, "glimpses": 3, "encoder_hidden": 8, "decoder_hidden": 8, "discriminator_channels": 4,
-             "discriminator_max_channels": 8}
+
+needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
 
 def blob_images(n: int, size: int = 16, channels: int = 1, seed: int = 0) -> torch.Tensor:
@@ -77,22 +75,13 @@ def tiny_settings(name: str, overrides: dict | None = None) -> dict:
     """Model settings small enough for fast tests, for any registered model, with what a run takes
     from the data (`settings_from_data`) filled in as for a run of 1000 images of 4 classes at batch 10."""
     from vaekit.config import to_dict
-    from vaekit.models import MODELS, model_config
+    from vaekit.models import MODELS, model_config, settings_from_data
     from vaekit.models.base import DataFacts
-    from vaekit.models.multistage import MultiStageVAE
 
     entry = MODELS[name]
-    if entry.model_class is MultiStageVAE:
-        stages = [{**{"blocks": 1, "channels": 4}, "loss": s.loss} for s in entry.preset.stages]
-        settings = {"base_settings": TINY, "stages": stages}
-    else:
-        fields = {f.name for f in dataclasses.fields(entry.preset)}
-        tiny = {**TINY, **TINY_SEMI_SUPERVISED} if "width_factor" in fields else TINY  # M2's networks
-        tiny = TINY_DRAW if "glimpses" in fields else tiny  # DRAW's recurrence
-        settings = {k: v for k, v in tiny.items() if k in fields}
+    settings = entry.model_class.tiny_settings(entry.preset)  # declared beside the model
     settings.update(overrides or {})
-    filled = entry.model_class.settings_from_data(model_config(name, settings),
-                                                  DataFacts(1000, 100, classes=4, labelled_images=100))
+    filled = settings_from_data(name, model_config(name, settings), DataFacts(1000, 100, classes=4, labelled_images=100))
     return {**settings, **{k: v for k, v in to_dict(filled).items() if k in DERIVED}}
 
 

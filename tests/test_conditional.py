@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from vaekit.cli.main import main
-from vaekit.completion import complete, missing_regions
+from vaekit.run.completion import complete, missing_regions
 from vaekit.conditioning import keep_mask, kept_part, one_hot
 from vaekit.errors import ConfigError
-from vaekit.runs import load_run, load_split
+from vaekit.run import load_run, load_split
 
 SMALL = ["--set", "model.latent_dim=8", "--set", "model.base_channels=16", "--set", "model.max_channels=32",
          "--set", "train.eval_every=0", "--iw-samples", "0", "--quiet"]
@@ -82,7 +82,7 @@ def test_generate_and_style_transfer_from_the_command_line(cvae_digits, capsys, 
 def test_style_transfer_keeps_the_code_and_changes_the_class(cvae_digits):
     """Each row decodes one code with every label: the classifier reads the column's label."""
     from vaekit.metrics.feature_net import get_feature_net
-    from vaekit.uses import style_transfer_grid
+    from vaekit.run.uses import style_transfer_grid
 
     cfg, model, _ = load_run(cvae_digits)
     test = load_split(cfg, "test")

@@ -4,7 +4,7 @@ import pytest
 
 from vaekit.config import TrainConfig, from_dict, parse_value
 from vaekit.errors import ConfigError
-from vaekit.runs import resolve_config
+from vaekit.run import resolve_config
 
 
 def test_overrides_are_applied_with_types():
@@ -93,14 +93,14 @@ def test_devices():
                                           ("vae", "tc_estimator='mws'"), ("vae", "scale=0.5"),
                                           ("vae", "mlp_widths=[10]"), ("introvae", "steps_per_epoch=3")])
 def test_settings_a_model_does_not_use_are_refused_by_name(name, setting):
-    from vaekit.runs import resolve_config
+    from vaekit.run import resolve_config
 
     with pytest.raises(ConfigError, match=setting.split("=")[0]):
         resolve_config(name, overrides=[f"model.{setting}"])
 
 
 def test_settings_that_apply_are_accepted():
-    from vaekit.runs import resolve_config
+    from vaekit.run import resolve_config
 
     cfg = resolve_config("btcvae", overrides=["model.alpha=2.0", "model.tc_estimator=mws"])
     assert cfg.model.alpha == 2.0

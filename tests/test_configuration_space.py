@@ -19,7 +19,7 @@ from vaekit.errors import ConfigError
 from vaekit.models import MODELS
 from vaekit.models.multistage import MultiStageVAE
 from vaekit.conditioning import side_information_for_samples
-from vaekit.runs import EvaluationOptions, evaluate_run, load_run, load_split, resolve_config, train_run
+from vaekit.run import EvaluationOptions, evaluate_run, load_run, load_split, resolve_config, train_run
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 64, 64)]
 EVAL_BATCH = 4
@@ -29,10 +29,10 @@ SINGLE = [n for n, e in MODELS.items() if e.model_class is not MultiStageVAE]
 
 
 def _refinable(name: str) -> bool:
-    """Refine stages build on a decoded image of the base's own loss pass (`loss_and_output`)."""
-    from vaekit.models.base import GenerativeModel
+    """Refine stages build on a decoded image of the base's own loss pass (declared: `refinable`)."""
+    from vaekit.models import build_model, model_config
 
-    return MODELS[name].model_class.loss_and_output is not GenerativeModel.loss_and_output
+    return build_model(name, model_config(name, tiny_settings(name)), (1, 8, 8)).capabilities.refinable
 
 
 CASES = [(name, None, {}) for name in MODELS] + [(name, None, over) for name, over in VARIANTS.values()] \
@@ -109,13 +109,16 @@ def test_every_model_trains_evaluates_and_reloads_on_every_shape(name, base, ove
     z = model.prior_sample(3, y)
     _, other, _ = load_run(out)
     torch.testing.assert_close(model.decode(z, y), other.decode(z, y), rtol=0, atol=0)
-    if hasattr(model, "canvas_sequence"):  # DRAW: the canvas over time
+    caps = model.capabilities
+    if caps.output == "canvas":  # DRAW: the canvas over time
         assert (out / "canvas" / "samples.gif").exists() and (out / "canvas" / "reconstruction-0.png").exists()
-    if model.condition == "label":
+    if caps.label_conditional:
         assert (out / "classes.png").exists() and (out / "style_transfer.png").exists()
-    elif model.condition != "none" and base is None:
-        keep = {"half": "left", "quadrants": "tl"}.get(model.condition, model.condition)
+    elif caps.image_conditional:  # a multi-stage model on a conditional base completes as its base does
+        keep = caps.default_completion
         assert (out / "completions.png").exists() and f"completion/{keep}/mse" in result
+        if caps.likelihood:
+            assert f"completion/{keep}/nll" in result
 
     # awkward image counts through vaekit evaluate's path, sample quality included
     for count in COUNTS:
@@ -126,8 +129,8 @@ def test_every_model_trains_evaluates_and_reloads_on_every_shape(name, base, ove
         for key, value in _finite_numbers(metrics).items():
             assert math.isfinite(value), (count, key)
         assert "test/recon" in metrics and "test/ssim" in metrics and "samples/ms_ssim" in metrics
-        if model.has_posterior and hasattr(model, "log_likelihood"):
-            assert metrics["iwae_images"] == count
+        if caps.bound is not None:
+            assert metrics["iwae_images"] == count and metrics["iwae_of"] == caps.bound
 
 
 def test_the_run_fills_data_settings_of_a_multistage_base(tmp_path, image_roots):

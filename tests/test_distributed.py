@@ -65,7 +65,7 @@ def parameters(run: Path, step: int, model) -> dict[str, torch.Tensor]:
 
 
 def _model(run: Path):
-    from vaekit.runs import load_run
+    from vaekit.run import load_run
 
     return load_run(run)[1]
 
@@ -107,7 +107,7 @@ def test_each_optimiser_group_is_averaged_on_its_own_as_in_one_process(tmp_path)
         _close({k: a[k] for k in names}, {k: b[k] for k in names})
     # and every group moved from its initial weights: the comparison is not of untrained ones
     from vaekit.models import build_model
-    from vaekit.runs import read_run_config
+    from vaekit.run import read_run_config
 
     cfg, saved = read_run_config(tmp_path / "one")
     torch.manual_seed(cfg.train.seed)
@@ -187,7 +187,7 @@ def test_beta_tcvae_estimates_its_terms_on_each_ranks_batch(tmp_path):
     from vaekit.data import load_dataset
     from vaekit.distributions import DiagonalGaussian
     from vaekit.models import Batch, build_model
-    from vaekit.runs import read_run_config
+    from vaekit.run import read_run_config
     from vaekit.train.trainer import EpochSampler
 
     args = ["train", "btcvae", "--data", "digits", "--steps", "1", *TINY, "--set", "train.batch_size=64"]

@@ -182,7 +182,7 @@ def test_generation_runs_the_decoder_alone_and_decode_stages_ends_at_the_output(
 
 def test_draw_says_its_posterior_is_not_factorised():
     model = make()
-    assert model.has_posterior and not model.factorised_posterior
+    assert model.capabilities.posterior == "sequential" and model.capabilities.bound == "p(x)"
     with pytest.raises(Exception, match="sequential"):
         build_model("msvae", model_config("msvae", {"base": "draw", "base_settings": tiny_settings("draw")}), SHAPE)
 
@@ -275,7 +275,7 @@ def test_conditional_draw_samples_for_label_c_are_classified_as_c_above_chance(t
     the samples generated for each class with that class far above chance (1/10)."""
     from sklearn.linear_model import LogisticRegression
 
-    from vaekit.runs import load_run, load_split
+    from vaekit.run import load_run, load_split
 
     out = _digits_run(tmp_path, "conditional_draw", 400, ["train.lr=3e-3"])
     cfg, model, _ = load_run(out)

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import DERIVED, tiny_settings
 from vaekit.cli.main import main
-from vaekit.runs import resolve_config, train_run
+from vaekit.run import resolve_config, train_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("VAEKIT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))

@@ -59,7 +59,7 @@ def test_shapes_of_the_contract(case):
     model = tiny_case(case).eval()
     b = batch()
     x, y = b.x, model.side_information(b)
-    assert (y is None) == (model.condition == "none")
+    assert (y is None) == (not model.capabilities.conditional)
     assert model.reconstruct(x, y).shape == x.shape
     assert model.sample(6, y).shape == (6, *SHAPE)
     z = model.latent_code(x, y)
@@ -70,7 +70,7 @@ def test_shapes_of_the_contract(case):
     stages = model.decode_stages(z, y)  # single-stage: {"output"}; multi-stage: coarse, refine1, ..., one per stage
     if isinstance(model, MultiStageVAE):
         names = ["coarse", *(f"refine{i + 1}" for i in range(len(model.config.stages)))]
-    elif hasattr(model, "stage_times"):  # DRAW: the canvas at evenly spaced glimpses
+    elif model.capabilities.output == "canvas":  # DRAW: the canvas at evenly spaced glimpses
         names = [f"t={t}" for t in model.stage_times()]
     else:
         names = ["output"]

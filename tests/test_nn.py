@@ -5,7 +5,7 @@ import torch
 
 from vaekit.errors import ConfigError
 from vaekit.nn import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, ResDecoder, ResEncoder, ResidualBlock
-from vaekit.runs import resolve_config
+from vaekit.run import resolve_config
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 64, 64), (3, 128, 128), (1, 8, 8), (3, 48, 40)])

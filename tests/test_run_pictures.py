@@ -6,7 +6,8 @@ import torch
 from conftest import TINY, blob_images
 from vaekit.data import ImageDataset
 from vaekit.models import build_model, model_config
-from vaekit.runs import draw_run_pictures, resolve_config
+from vaekit.run.pictures import draw_run_pictures
+from vaekit.run import resolve_config
 
 
 class RecordingDataset(ImageDataset):

@@ -192,10 +192,10 @@ def test_classification_error_and_confusion_matrix_count_every_image():
     assert evaluate_classification(make("vae"), test) == {}
     gan = make("cvae_gan", classes=4).eval()  # CVAE-GAN classifies with its discriminator's k real classes
     log_d = gan.classify(test.batch(torch.arange(5)))
-    assert gan.classifies and log_d.shape == (5, 4)
+    assert gan.capabilities.classifies and log_d.shape == (5, 4)
     torch.testing.assert_close(log_d.exp().sum(1), torch.ones(5))
     assert "classification/error" in evaluate_classification(gan, test)
-    assert not make("vaegan").classifies
+    assert not make("vaegan").capabilities.classifies
 
 
 # --- the front door ---------------------------------------------------------------------------
@@ -279,7 +279,7 @@ def test_m2_with_1000_labels_beats_its_supervised_only_baseline_after_a_short_ru
     (0.9) and below that of the same q(y|x) trained on the same labelled images alone (the same labelled
     images per step, steps and lr), for each of two seeds and by half a point on average. Measured:
     1.2-3.4 points over 4 seeds (benchmarks/results/ssl_fc.md for the 1000-step table)."""
-    from vaekit.runs import load_run, load_split, resolve_config, train_run
+    from vaekit.run import load_run, load_split, resolve_config, train_run
     from vaekit.train.supervised import train_supervised_baseline
 
     errors, baselines = [], []

@@ -252,11 +252,12 @@ def side_information_for_samples(model, data, start: int, stop: int, seed: int =
     same number of samples per class), or the kept parts of a fixed uniform sample of `data`'s images.
     None for an unconditional model."""
     from .data import fixed_sample
-    from .models.base import Batch
+    from .batch import Batch
 
-    if model.condition == "none":
+    caps = model.capabilities
+    if not caps.conditional:
         return None
-    if model.condition == "label":  # no images to read: y is the one-hot alone
+    if caps.label_conditional:  # no images to read: y is the one-hot alone
         return one_hot(torch.arange(start, stop) % data_classes(data), model.classes).to(model.device)
     n = len(data)
     idx = fixed_sample(n, n, seed)[torch.arange(start, stop) % n]

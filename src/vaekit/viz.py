@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .files import atomic_path
 
 
 def image_grid(images: Tensor, nrow: int, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
@@ -42,17 +42,8 @@ def save_image(path: str | Path, img, **save_options) -> Path:
     """Write a PIL image (a GIF's first frame, with `save_all` and `append_images` in `save_options`)
     atomically: a temporary file beside `path`, renamed over it once complete."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         img.save(tmp, **save_options)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -99,15 +90,11 @@ def _save_figure(fig, path: str | Path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

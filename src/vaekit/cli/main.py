@@ -36,7 +36,7 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(args) -> int:
-    from ..runs import read_run_config, resolve_config, train_run
+    from ..run import read_run_config, resolve_config, train_run
 
     base = {"data": {}, "train": {}}
     if args.data is not None:  # --data "" is refused by name, not ignored
@@ -107,8 +107,7 @@ def _count(text: str, name: str) -> int | None:
 
 
 def _cmd_evaluate(args) -> int:
-    from ..metrics.likelihood import supports_likelihood
-    from ..runs import EvaluationOptions, evaluate_run, load_run, load_split
+    from ..run import EvaluationOptions, evaluate_run, load_run, load_split
 
     options = EvaluationOptions(
         iw_samples=args.iw_samples, iw_images=_count(args.iw_images, "--iw-images"),
@@ -121,7 +120,7 @@ def _cmd_evaluate(args) -> int:
     shown = len(test) if options.images is None else min(options.images, len(test))
     n_iw = shown if options.iw_images is None else min(options.iw_images, shown)
     iw_note = (f"; IWAE bound with K={args.iw_samples} on {n_iw} of them"
-               if args.iw_samples > 0 and supports_likelihood(model) else
+               if args.iw_samples > 0 and model.capabilities.bound is not None else
                "; no IWAE bound (this model has no likelihood p(x|z))" if args.iw_samples > 0 else "")
     if not args.quiet:
         print(f"evaluating {cfg.model_name} on {shown} {cfg.data.name} test images{iw_note} ...", file=sys.stderr)
@@ -153,7 +152,9 @@ def _add_picture(sub, name: str, help_text: str, n_default: int | None) -> argpa
 def _cmd_sample(args) -> int:
     import torch
 
-    from ..runs import load_run, load_split, stage_rows
+    from ..run import load_run, load_split
+
+    from ..run.pictures import stage_rows
     from ..viz import save_grid
 
     from ..conditioning import side_information_for_samples
@@ -163,7 +164,7 @@ def _cmd_sample(args) -> int:
     _positive(args.n, "-n")
     # a conditional model: labels cycling through the classes, or the kept parts of test images
     y = side_information_for_samples(model, load_split(cfg, "test"), 0, args.n, args.seed) \
-        if model.condition != "none" else None
+        if model.capabilities.conditional else None
     torch.manual_seed(args.seed)
     if args.stages:  # one row per output stage of the same latent codes (coarse, refine1, ...)
         with eval_mode(model):
@@ -182,7 +183,8 @@ def _cmd_reconstruct(args) -> int:
     import torch
 
     from ..data import fixed_sample
-    from ..runs import load_run, load_split, reconstruction_rows
+    from ..run import load_run, load_split
+    from ..run.pictures import reconstruction_rows
     from ..viz import save_grid
 
     cfg, model, _ = load_run(args.run, args.device)
@@ -201,7 +203,8 @@ def _cmd_reconstruct(args) -> int:
 
 def _cmd_interpolate(args) -> int:
     from ..data import fixed_sample
-    from ..runs import interpolation_grid, load_run, load_split
+    from ..run.pictures import interpolation_grid
+    from ..run import load_run, load_split
     from ..viz import save_grid
 
     cfg, model, _ = load_run(args.run, args.device)
@@ -223,14 +226,15 @@ def _cmd_traverse(args) -> int:
     import torch
 
     from ..data import fixed_sample
-    from ..runs import load_run, load_split, traversal_grid
+    from ..run import load_run, load_split
+    from ..run.pictures import traversal_grid
     from ..viz import save_grid
 
     cfg, model, _ = load_run(args.run, args.device)
     _positive(args.steps, "--steps")
-    if not model.has_posterior:
+    if model.capabilities.posterior == "none":
         raise ConfigError(f"{cfg.model_name} has no posterior q(z|x): latent KLs, and so traversals by KL, need one")
-    if not model.factorised_posterior:
+    if model.capabilities.posterior == "sequential":
         raise ConfigError(f"{cfg.model_name}'s posterior is sequential (q(z_t | x, z_<t)), not one q(z|x): traversals "
                           "ordered by a per-dimension KL do not apply; see the canvases (vaekit sample --stages)")
     data = load_split(cfg, "test")
@@ -255,8 +259,8 @@ def _cmd_generate(args) -> int:
     import torch
 
     from ..conditioning import data_classes
-    from ..runs import load_run, load_split
-    from ..uses import generate
+    from ..run import load_run, load_split
+    from ..run.uses import generate
     from ..viz import save_grid
 
     cfg, model, saved = load_run(args.run, args.device)
@@ -273,10 +277,10 @@ def _cmd_classify(args) -> int:
     import torch
 
     from ..data.image_folder import read_image
-    from ..runs import load_run
+    from ..run import load_run
 
     cfg, model, saved = load_run(args.run, args.device)
-    if not model.classifies:
+    if not model.capabilities.classifies:
         raise ConfigError(f"{args.run} is a {cfg.model_name} run, which does not classify (m2, ssl_vaegan and "
                           "cvae_gan do)")
     images = torch.stack([read_image(path, model.image_shape) for path in args.images])  # every file read first
@@ -299,10 +303,10 @@ def _cmd_classify(args) -> int:
 def _cmd_complete(args) -> int:
     import torch
 
-    from ..completion import completion_method, completion_rows
+    from ..run.completion import completion_method, completion_rows
     from ..data import fixed_sample
     from ..metrics import dataset_mean_image
-    from ..runs import load_run, load_split
+    from ..run import load_run, load_split
     from ..viz import save_grid
 
     cfg, model, _ = load_run(args.run, args.device)
@@ -325,8 +329,8 @@ def _cmd_style_transfer(args) -> int:
 
     from ..conditioning import data_classes
     from ..data import fixed_sample
-    from ..runs import load_run, load_split
-    from ..uses import style_transfer_grid
+    from ..run import load_run, load_split
+    from ..run.uses import style_transfer_grid
     from ..viz import save_grid
 
     cfg, model, saved = load_run(args.run, args.device)
@@ -463,7 +467,7 @@ def _cmd_serve(args) -> int:
 def _cmd_compare(args) -> int:
     import json
 
-    from ..compare import compare_runs, format_table
+    from ..run.compare import compare_runs, format_table
 
     columns, rows = compare_runs(args.runs)
     if args.json:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
-from ..compare import compare_runs
-from ..conditioning import HALVES, QUADRANT_SETS, one_hot, side_information_for_samples
+from ..run.compare import compare_runs
+from ..conditioning import HALVES, one_hot, side_information_for_samples
 from ..data import fixed_sample
 from ..errors import VaekitError
-from ..models.base import Batch, eval_mode
-from ..report import read_jsonl
+from ..batch import Batch
+from ..models.base import eval_mode
+from ..run.report import read_jsonl
 from ..viz import image_grid, to_pil
 
 MAX_IMAGES = 64  # images one request may decode
@@ -95,31 +96,26 @@ class ExplorerRun:
 
     def _y(self, labels: torch.Tensor):
         """Side information for label-conditional models (None otherwise; image parts come from images)."""
-        if self.model.condition != "label":
+        if not self.model.capabilities.label_conditional:
             return None
         return one_hot(labels, self.model.classes).to(self.model.device)
 
     def describe(self) -> dict:
         m = self.model
-        condition = m.condition
-        completion = []
-        if condition in HALVES:
-            completion = [condition]
-        elif condition == "half":
-            completion = list(HALVES)
-        elif condition == "quadrants":
-            completion = [*HALVES, *QUADRANT_SETS]
-        elif condition == "none" and hasattr(m, "latent_code"):
-            completion = [*HALVES, "draw"]
+        caps = m.capabilities
+        # the panels the page shows follow the record: completion of the parts a model conditioned on an
+        # image part was trained on, or of any half or a drawn region by inference for an unconditional one
+        completion = list(caps.completion_keeps()) if caps.image_conditional else \
+            [*HALVES, "draw"] if not caps.conditional else []
         return {"id": self.index, "name": self.path.name, "path": str(self.path), "model": self.cfg.model_name,
-                "data": self.cfg.data.name, "condition": condition, "classes": m.classes,
+                "data": self.cfg.data.name, "condition": caps.condition, "classes": m.classes,
                 "class_names": self.saved.get("class_names") or [str(c) for c in range(m.classes)],
                 "latent_size": self.latent_size, "dims": self.dims, "dim_kl": self.dim_kl,
-                "dims_by": ("code variance (no posterior)" if not m.has_posterior else "KL along the mean path "
-                            "(DRAW's posterior is sequential)" if not m.factorised_posterior else "KL(q || p)"),
+                "dims_by": {"none": "code variance (no posterior)", "factorised": "KL(q || p)",
+                            "sequential": "KL along the mean path (the posterior is sequential)"}[caps.posterior],
                 "test_images": len(self.test), "image_shape": self.saved["image_shape"],
                 "stages": len(self.stage_names) > 1,
-                "canvas": hasattr(m, "canvas_sequence"), "completion": completion,
+                "canvas": caps.output == "canvas", "completion": completion,
                 "files": [f for f in RUN_FILES if (self.path / f).exists()]}
 
 
@@ -127,7 +123,7 @@ class Explorer:
     """The runs `vaekit serve` was started with, and every request the page makes of them."""
 
     def __init__(self, run_dirs: list[str | Path], device: str = "cpu"):
-        from ..runs import load_run, load_split
+        from ..run import load_run, load_split
 
         if not run_dirs:
             raise VaekitError("name at least one run folder")
@@ -164,7 +160,7 @@ class Explorer:
         x = test.batch(idx).to(m.device)
         y = m.side_information(Batch(x, None if test.labels is None else test.labels[idx].to(m.device)))
         with eval_mode(m):
-            if m.has_posterior:
+            if m.capabilities.posterior != "none":
                 q = m.encode(x, y)
                 score = q.kl_per_dim(m.prior(y, len(x))).mean(0).flatten()
             else:
@@ -179,7 +175,7 @@ class Explorer:
         return x, labels
 
     def _label(self, run: ExplorerRun, params: dict) -> torch.Tensor | None:
-        if run.model.condition != "label":
+        if not run.model.capabilities.label_conditional:
             if "label" in params:
                 raise RequestError(400, "this model is not conditioned on a class label")
             return None
@@ -224,7 +220,7 @@ class Explorer:
                 z = m.latent_code(x, y).flatten(1).clone()
             else:
                 y = None if label is None else run._y(label)
-                if m.condition not in ("none", "label"):
+                if m.capabilities.image_conditional:
                     raise RequestError(400, "a model conditioned on an image part decodes from a test image (image >= 0)")
                 z = m.prior(y, 1).mode().clone()
             prior = m.prior(y, 1)
@@ -245,12 +241,12 @@ class Explorer:
                 y = side_information_for_samples(m, run.test, 0, n, seed)
             x = m.sample(n, y)
             out = {"image": png(x, max(1, int(math.ceil(math.sqrt(n)))))}
-            if m.condition not in ("none", "label") and y is not None:
+            if m.capabilities.image_conditional and y is not None:
                 out["kept"] = png(y[:, :-1] * y[:, -1:] + 0.5 * (1 - y[:, -1:]), max(1, int(math.ceil(math.sqrt(n)))))
             return out
 
     def interpolate(self, run: ExplorerRun, params: dict) -> dict:
-        from ..pictures import interpolation_grid
+        from ..run.pictures import interpolation_grid
 
         m = run.model
         steps = integer(params, "steps", 2, MAX_STEPS, 10)
@@ -261,9 +257,9 @@ class Explorer:
         return {"image": png(grid, steps + 2)}
 
     def style(self, run: ExplorerRun, params: dict) -> dict:
-        from ..uses import style_transfer_grid
+        from ..run.uses import style_transfer_grid
 
-        if run.model.condition != "label":
+        if not run.model.capabilities.label_conditional:
             raise RequestError(400, "style transfer needs a label-conditional model")
         x, labels = self._image(run, params)
         with self.lock:
@@ -273,7 +269,7 @@ class Explorer:
     def complete(self, run: ExplorerRun, params: dict, body: dict | None) -> dict:
         """Test image `image` with a part kept: `keep` (a half or quadrants), or a hand-drawn `mask`
         (the body's H x W list of 0/1, 1 kept) for an unconditional model; its completion."""
-        from ..completion import completion_method, fill_missing
+        from ..run.completion import completion_method, fill_missing, inference_method
         from ..conditioning import keep_mask
         from ..errors import ConfigError
 
@@ -284,11 +280,11 @@ class Explorer:
         steps = integer(params, "steps", 1, 200, 50)
         try:
             if keep == "draw":
-                if m.condition != "none":
+                if m.capabilities.conditional:
                     raise RequestError(400, "a hand-drawn mask needs an unconditional model (a conditional one "
                                             "completes the parts it was trained on)")
                 mask = _mask(body, h, w).to(x)
-                method = "optimise" if hasattr(m, "log_likelihood") else "iterate"
+                method = inference_method(m)
             else:
                 method = completion_method(m, keep)
                 mask = keep_mask(keep, h, w, device=x.device)
@@ -301,7 +297,7 @@ class Explorer:
         return {"kept": png(shown, 1), "completion": png(done, 1), "truth": png(x, 1), "method": method}
 
     def stages(self, run: ExplorerRun, params: dict) -> dict:
-        from ..pictures import stage_rows
+        from ..run.pictures import stage_rows
 
         m = run.model
         n = integer(params, "n", 1, 16, 8)
@@ -315,10 +311,10 @@ class Explorer:
 
     def canvas(self, run: ExplorerRun, params: dict) -> dict:
         """DRAW: every canvas of a sample (seed) or of reconstructing test image `image`, with the boxes."""
-        from ..canvas import canvas_frames
+        from ..run.canvas import canvas_frames
 
         m = run.model
-        if not hasattr(m, "canvas_sequence"):
+        if m.capabilities.output != "canvas":
             raise RequestError(400, "only DRAW models have a canvas")
         label = self._label(run, params)
         with self.lock, torch.random.fork_rng(devices=[]):

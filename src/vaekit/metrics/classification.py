@@ -35,7 +35,7 @@ def evaluate_classification(model, test_data, images: int | None = None, seed: i
     """Test error (1 - accuracy) on a fixed uniform sample of `images` test images (all by default), the
     error per class and the confusion matrix (rows: truth). Empty unless the model classifies and the
     test split has labels."""
-    if not getattr(model, "classifies", False) or test_data.labels is None:
+    if not model.capabilities.classifies or test_data.labels is None:
         return {}
     n = len(test_data) if images is None else min(images, len(test_data))
     positions = fixed_sample(len(test_data), n, seed)

@@ -23,8 +23,24 @@ import math
 import torch
 
 from ..distributions import LOG_2PI, DiagonalGaussian
+from ..batch import Batch
 from ..models.base import eval_mode
 from .mixture import log_mixture_1d, log_mixture_joint
+
+
+def posterior_encoder(model):
+    """images (B, C, H, W) -> (mu, logvar), each (B, D) on the CPU: the model's q(z|x) in the form the
+    posterior-based metrics take (`mig_posterior`, `dataset_elbo_decomposition`). Call it in eval mode.
+    A conditional model is told each image's side information from the image (an image part); the
+    callers skip label-conditional models."""
+    device = next(model.parameters()).device
+
+    def encode_posterior(x):
+        x = x.to(device)
+        q = model.encode(x, model.side_information(Batch(x, None)))
+        return q.mu.flatten(1).cpu(), q.logvar.flatten(1).cpu()
+
+    return encode_posterior
 
 
 def elbo_decomposition(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, *, samples: int = 10_000,
@@ -56,7 +72,6 @@ def dataset_elbo_decomposition(model, data, *, n: int | None = None, samples: in
     `batch(indices)`): every image (n=None; 737,280 for dSprites, as the authors do) or n drawn
     uniformly without replacement (then MI <= log n, so compare values at equal n)."""
     from ..progress import TaskProgress
-    from .evaluate import posterior_encoder
 
     g = torch.Generator().manual_seed(seed)
     total = len(data)

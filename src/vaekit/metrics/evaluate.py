@@ -13,11 +13,13 @@ import sys
 import torch
 
 from ..data.dataset import fixed_sample
-from ..conditioning import side_information_for_samples
-from ..models.base import Batch, eval_mode
+from ..conditioning import data_classes, side_information_for_samples
+from ..batch import Batch
+from ..models.base import eval_mode
 from .image_quality import dataset_mean_image, mse_per_image, ssim_per_image
 from ..progress import TaskProgress
-from .likelihood import IMAGES_PER_CALL, iwae_nll, supports_likelihood
+from .elbo_decomposition import posterior_encoder
+from .likelihood import IMAGES_PER_CALL, iwae_nll
 
 
 def even_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -49,7 +51,7 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
     device = next(model.parameters()).device
     if train_mean is not None:
         train_mean = train_mean.to(device)
-    n_iw = 0 if iw_samples <= 0 or not supports_likelihood(model) else (n if iw_images is None else min(iw_images, n))
+    n_iw = 0 if iw_samples <= 0 or model.capabilities.bound is None else (n if iw_images is None else min(iw_images, n))
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # a term a model reports only for some batches is averaged over those
     ssim_sum = mse_sum = iw_sum = base_ssim = base_mse = 0.0
@@ -61,8 +63,8 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
             idx = order[start:stop]
             x = data.batch(idx).to(device)
             labels = data.labels[idx].to(device) if data.labels is not None else None
-            terms = model.loss(Batch(x, labels), 0)
             y = model.side_information(Batch(x, labels))  # None for an unconditional model
+            terms = model.loss(Batch(x, labels, side=y), 0)  # every term of an image on the same y
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
                 counts[k] = counts.get(k, 0) + len(idx)
@@ -81,6 +83,7 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
     result["test/mse"] = mse_sum / n
     if n_iw:
         result["test/iwae_nll"] = iw_sum / n_iw
+        result["iwae_of"] = model.capabilities.bound  # p(x), or p(x|y) for a conditional model
         result["iwae_samples"] = iw_samples
         result["iwae_images"] = n_iw
     if train_mean is not None:  # the (blurry) training mean image as every reconstruction
@@ -92,21 +95,6 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
 
 __all__ = ["evaluate_model", "evaluate_disentanglement", "evaluate_kl_decomposition", "evaluate_samples",
            "dataset_mean_image", "posterior_encoder"]
-
-
-def posterior_encoder(model):
-    """images (B, C, H, W) -> (mu, logvar), each (B, D) on the CPU: the model's q(z|x) in the form the
-    posterior-based metrics take (`mig_posterior`, `dataset_elbo_decomposition`). Call it in eval mode.
-    A conditional model is told each image's side information from the image (an image part); the
-    callers skip label-conditional models."""
-    device = next(model.parameters()).device
-
-    def encode_posterior(x):
-        x = x.to(device)
-        q = model.encode(x, model.side_information(Batch(x, None)))
-        return q.mu.flatten(1).cpu(), q.logvar.flatten(1).cpu()
-
-    return encode_posterior
 
 
 @torch.no_grad()
@@ -122,8 +110,9 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     from ..data.factors import FactorDataset
     from .disentanglement import all_disentanglement_metrics, mig_posterior
 
-    if mode == "off" or not isinstance(factor_data, FactorDataset) or not model.has_posterior \
-            or not model.factorised_posterior or model.condition == "label":  # factor images come without labels
+    caps = model.capabilities
+    if mode == "off" or not isinstance(factor_data, FactorDataset) or not caps.factorised \
+            or caps.label_conditional:  # factor images come without labels
         return {}
     device = next(model.parameters()).device
 
@@ -149,7 +138,7 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
     without a factorised posterior."""
     from .elbo_decomposition import dataset_elbo_decomposition
 
-    if mode == "off" or not model.has_posterior or not model.factorised_posterior or model.condition != "none":
+    if mode == "off" or not model.capabilities.factorised or model.capabilities.conditional:
         return {}  # q(z) of a conditional model mixes q(z|x, y) and its KL is to p(z|y): not this decomposition
     settings = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
     out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed, progress=progress)
@@ -207,8 +196,9 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
         result.update({f"samples/{k}": v for k, v in q.items()})
         result.update({f"reference/train_{k}": v for k, v in floor.items()})
         result["feature_net/test_accuracy"] = info["test_accuracy"]
-        if model.condition == "label":
-            result.update(class_conditional_quality(net, fake, f_fake, f_test, test_data.labels, batch_size))
+        if model.capabilities.label_conditional:  # samples drawn for labels cycling through the data's classes
+            result.update(class_conditional_quality(net, fake, f_fake, f_test, test_data.labels,
+                                                    data_classes(train_data), batch_size))
     with TaskProgress("MS-SSIM diversity", 2 * pairs if enough_test else pairs, "pairs", enabled=progress) as shown:
         result["samples/ms_ssim"] = ms_ssim_diversity(fake, pairs, seed, batch_size, on_batch=shown.advance)
         if enough_test:
@@ -226,14 +216,14 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
 
 @torch.no_grad()
 def class_conditional_quality(net, fake: torch.Tensor, f_fake: torch.Tensor, f_test: torch.Tensor,
-                              test_labels: torch.Tensor, batch_size: int = IMAGES_PER_CALL) -> dict:
-    """Samples drawn for labels 0, 1, ..., k-1, 0, 1, ... (sample i for label i mod k): the feature
+                              test_labels: torch.Tensor, classes: int, batch_size: int = IMAGES_PER_CALL) -> dict:
+    """Samples drawn for labels 0, 1, ..., k-1, 0, 1, ... (sample i for label i mod k, k = `classes`, the
+    number of classes they were generated for, `side_information_for_samples`): the feature
     classifier's accuracy on them (label accuracy of samples, overall and per class) and the FD of
     each class's samples against that class's test images, with its mean over classes."""
     from .sample_quality import frechet_distance_features
 
     net.eval()
-    classes = int(test_labels.max()) + 1
     intended = torch.arange(len(fake)) % classes
     device = next(net.parameters()).device
     predicted = torch.cat([net(fake[s:s + batch_size].to(device)).argmax(1).cpu()
@@ -255,58 +245,3 @@ def class_conditional_quality(net, fake: torch.Tensor, f_fake: torch.Tensor, f_t
 
 def device_of(model) -> torch.device:
     return next(model.parameters()).device
-
-
-def evaluate_completion(model, test_data, train_mean: torch.Tensor, keep: str, *, method: str = "auto",
-                        images: int = 1000, batch_size: int = IMAGES_PER_CALL, seed: int = 0, steps: int = 100,
-                        nll_samples: int = 0, nll_images: int | None = 200, progress: bool = False) -> dict:
-    """Completion of the missing part of `images` test images (a fixed uniform sample) from their
-    `keep` part (a half or 1-3 quadrants): MSE and SSIM of the completed region against the truth, the point estimate (a CVAE's
-    prior mean, or the inferred code), beside the training mean of that region as the baseline.
-    Keys completion/<keep>/{mse,ssim,baseline_mse,baseline_ssim,images,method}. A model conditioned on
-    the kept part (method prior) with `nll_samples` = K > 0 adds the importance-weighted bound on
-    -log p(x_missing | x_kept) over the first `nll_images` of the sample (completion/<keep>/nll)."""
-    from ..completion import complete, completion_method, missing_regions
-
-    method = completion_method(model, keep, method)
-    n = min(images, len(test_data))
-    order = fixed_sample(len(test_data), n, seed)
-    regions = missing_regions(keep, *test_data.image_shape[1:])
-    areas = [(r.stop - r.start) * (c.stop - c.start) for r, c in regions]
-    weights = [a / sum(areas) for a in areas]  # MSE and SSIM of the missing part: area-weighted over its tiles
-    device = next(model.parameters()).device
-    mean = train_mean.to(device)
-    sums = dict(mse=0.0, ssim=0.0, baseline_mse=0.0, baseline_ssim=0.0)
-    per_image = 1 if method == "prior" else steps  # inference steps, each a decode (and a gradient) per image
-    with torch.random.fork_rng(devices=[]), TaskProgress(f"completion ({keep} kept, {method})", n * per_image,
-                                                         "image steps", enabled=progress) as shown:
-        torch.manual_seed(seed)
-        for start, stop in even_batches(n, batch_size):
-            x = test_data.batch(order[start:stop]).to(device)
-            b = stop - start
-            done = complete(model, x, keep, method, fill=mean, mean=True, steps=steps,
-                            on_step=lambda: shown.advance(b))
-            for (rows, cols), w in zip(regions, weights):
-                truth, region, base = x[..., rows, cols], done[..., rows, cols], mean.expand_as(x)[..., rows, cols]
-                sums["mse"] += w * float(mse_per_image(region, truth).sum())
-                sums["ssim"] += w * float(ssim_per_image(region, truth).sum())
-                sums["baseline_mse"] += w * float(mse_per_image(base, truth).sum())
-                sums["baseline_ssim"] += w * float(ssim_per_image(base, truth).sum())
-            if method == "prior":
-                shown.advance(b)
-    out = {f"completion/{keep}/{k}": v / n for k, v in sums.items()}
-    if method == "prior" and nll_samples > 0 and hasattr(model, "log_likelihood"):
-        from .likelihood import conditional_nll
-
-        m = n if nll_images is None else min(nll_images, n)
-        with eval_mode(model), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            nll = sum(float(conditional_nll(model, test_data.batch(order[a:b]).to(device), keep, nll_samples).sum())
-                      for a, b in even_batches(m, batch_size))
-        out.update({f"completion/{keep}/nll": nll / m, f"completion/{keep}/nll_samples": nll_samples,
-                    f"completion/{keep}/nll_images": m})
-    out[f"completion/{keep}/images"] = n
-    out[f"completion/{keep}/method"] = method
-    if method != "prior":
-        out[f"completion/{keep}/steps"] = steps
-    return out

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from ..data.dataset import fixed_sample
 from ..progress import TaskProgress
 from ..errors import CheckpointError, ConfigError
 from ..models.base import eval_mode
-from ..train.checkpoint import read_safetensors, write_json_atomic
+from ..files import atomic_path, read_safetensors, write_json_atomic
 
 __all__ = [
     "FeatureNet",
@@ -215,16 +214,9 @@ def save_feature_net(net: FeatureNet, info: dict, path: str | Path) -> None:
     under a temporary name and renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        save_file(tensors, tmp, metadata={"format": FORMAT})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
     write_json_atomic(_json_path(path), {"format": FORMAT, "format_version": FORMAT_VERSION,
                                          "architecture": net.arch, **info})
 

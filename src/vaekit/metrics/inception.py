@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..files import read_safetensors
 from ..errors import CheckpointError
-from ..train.checkpoint import read_safetensors
 from .feature_net import extract_features
 
 __all__ = ["FIDInceptionV3", "inception_features", "load_fid_inception"]

@@ -33,20 +33,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-
-@dataclass
-class Batch:
-    x: Tensor  # (B, C, H, W) float in [0, 1]
-    y: Tensor | None = None  # (B,) int64 labels, when the dataset has them (the model makes its side
-    #                           information from x and these: `GenerativeModel.side_information`);
-    #                           -1 where a partly labelled split dropped the label (data.labelled)
-    memo: dict = field(default_factory=dict)  # scratch shared by the update phases of one iteration
+from ..batch import Batch
+from ..conditioning import kept_part
+from .capabilities import Capabilities
+from ..importance import IMAGES_PER_CALL, chunked_log_weights, repeat_draws
 
 
 @dataclass(frozen=True)
@@ -91,14 +87,28 @@ class GenerativeModel(nn.Module):
     config_class: ClassVar[type]
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
-    has_posterior: ClassVar[bool] = True  # the model has an inference network: ELBO and IWAE apply
-    factorised_posterior: ClassVar[bool] = True  # encode(x) is one q(z|x) (not DRAW's sequential q(z_t | x, z_<t)):
-    #   what the KL decomposition, disentanglement and traversals by KL need
 
     def __init__(self, config, image_shape: tuple[int, int, int]):
         super().__init__()
         self.config = config
         self.image_shape = tuple(image_shape)
+
+    @classmethod
+    def tiny_settings(cls, preset) -> dict:
+        """Settings (over `preset`, the registered one) small enough for the shared contract and
+        configuration-space tests to train and evaluate it in moments: its networks at toy widths."""
+        return {}
+
+    @classmethod
+    def build(cls, config, image_shape: tuple[int, int, int], models) -> "GenerativeModel":
+        """The model for `config`; `models` is the registry (`registry.CATALOGUE`), handed in so that a
+        composite model builds its parts by name without importing the registry."""
+        return cls(config, image_shape)
+
+    @classmethod
+    def fill_from_data(cls, config, facts: DataFacts, models):
+        """`settings_from_data`, with the registry handed in for a composite model's parts."""
+        return cls.settings_from_data(config, facts)
 
     @classmethod
     def settings_from_data(cls, config, facts: DataFacts):
@@ -127,20 +137,30 @@ class GenerativeModel(nn.Module):
     condition: str = "none"  # what side information the model takes (vaekit.conditioning.CONDITIONS)
     classes: int = 0  # k of a label-conditional model (the width of its one-hot y); 0 otherwise
 
-    semi_supervised: ClassVar[bool] = False  # learns from unlabelled images too (data.labelled applies)
-
     @property
-    def classifies(self) -> bool:
-        """Whether `classify` gives class probabilities (M2's q(y|x), a CVAE-GAN's discriminator)."""
-        return False
+    def capabilities(self) -> Capabilities:
+        """What this model can do (`Capabilities`): every caller outside models/ asks this record. A
+        subclass declares what differs, `dataclasses.replace(super().capabilities, ...)`."""
+        return Capabilities(condition=self.condition, likelihood=False,
+                            refinable=type(self).loss_and_output is not GenerativeModel.loss_and_output)
 
     def classify(self, x: Tensor) -> Tensor:
         """log q(y|x) over the model's classes, (B, k); the prediction is its argmax."""
         raise NotImplementedError(f"{type(self).__name__} does not classify")
 
     def side_information(self, batch: Batch) -> Tensor | None:
-        """y for the images of `batch` (from its labels or its pixels); None: unconditional."""
+        """y for the images of `batch`: the batch's own `side` when a caller drew it already (so that every
+        term of an evaluation sees one draw of a random kept part), else `make_side_information`."""
+        return batch.side if batch.side is not None else self.make_side_information(batch)
+
+    def make_side_information(self, batch: Batch) -> Tensor | None:
+        """y made from the batch's labels or its pixels; None: unconditional."""
         return None
+
+    def kept_side_information(self, x: Tensor, mask: Tensor) -> Tensor:
+        """y of a model conditioned on an image part, for images x (B, C, H, W) with the part where `mask`
+        (1 or B, 1, H, W) is 1 kept: what completion and -log p(missing | kept) condition on."""
+        return kept_part(x, mask)
 
     def encode(self, x: Tensor, y: Tensor | None = None):  # pragma: no cover
         raise NotImplementedError
@@ -164,12 +184,25 @@ class GenerativeModel(nn.Module):
         """n latent codes from the model's prior (or its fitted code distribution)."""
         return self.prior(y, n).sample()
 
-    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None, **chunking) -> Tensor:
-        """log p(x|z_k, y) + log p(z_k|y) - log q(z_k|x, y) for k draws of q: the IWAE bound's weights.
-        (K, B)"""
-        from ..metrics.likelihood import posterior_importance_weights
+    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None, *, mask: Tensor | None = None,
+                               images_per_call: int = IMAGES_PER_CALL, on_chunk=None) -> Tensor:
+        """log p(x|z_k, y) + log p(z_k|y) - log q(z_k|x, y) for k draws of the factorised posterior: the
+        IWAE bound's weights (`vaekit.importance`); with `mask`, p(x|z, y) of the pixels where it is 1
+        (Sohn et al.'s -log p(x_missing | x_kept)). (K, B)"""
 
-        return posterior_importance_weights(self, x, k, y, **chunking)
+        def prepare(x_part, y_part):
+            q, prior = self.encode(x_part, y_part), self.prior(y_part, len(x_part))  # (b, D) parameters
+
+            def draw(n):
+                z = q.sample(n)  # (n, b, D); the prior's and q's log_prob broadcast over the draws
+                x_rep = repeat_draws(x_part, n)
+                y_rep = None if y_part is None else repeat_draws(y_part, n)
+                log_px = self.log_likelihood(x_rep, z.reshape(n * len(x_part), *z.shape[2:]), y_rep,
+                                             mask=mask).view(n, len(x_part))
+                return log_px + prior.log_prob(z) - q.log_prob(z)
+            return draw
+
+        return chunked_log_weights(x, k, y, prepare, images_per_call, on_chunk)
 
     @inference
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
@@ -178,6 +211,26 @@ class GenerativeModel(nn.Module):
     @inference
     def sample(self, n: int, y: Tensor | None = None) -> Tensor:
         return self.decode(self.prior_sample(n, y), y)
+
+    # --- hooks: what a model adds to its run folder, report and explorer (empty by default) ----
+    def curve_panels(self) -> list[tuple[str, list[str], dict[str, float]]]:
+        """Its own figure of the logged terms, training_curves.png: (title, logged keys, {label: level of a
+        reference line}) per panel (IntroVAE's figure 5)."""
+        return []
+
+    def report_notes(self, rows: list[dict]) -> list[str]:
+        """Lines for the opening of its report, from the logged training rows (metrics.jsonl)."""
+        return []
+
+    def report_sections(self, result: dict) -> list[tuple[str, list[str]]]:
+        """Sections of its own for the report, from the final evaluation: (title, paragraphs)."""
+        return []
+
+    def extra_pictures(self, x: Tensor, y: Tensor | None) -> list[tuple[str, str, Tensor, int]]:
+        """Pictures of its own from test images x (a fixed uniform sample) and their side information y:
+        (file stem, caption, images (N, C, H, W) in [0, 1], images per row) each, saved in the run folder
+        as model-<stem>.png, shown in the report and by the explorer."""
+        return []
 
     @property
     def device(self) -> torch.device:

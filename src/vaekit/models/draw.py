@@ -29,6 +29,7 @@ give satisfactory performance"), or Larsen et al.'s L_llike^{Dis_l} (`reconstruc
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -38,12 +39,12 @@ from ..conditioning import ConditionConfig, SideInformation, classes_from_data
 from ..config import applies_when, refuse_inapplicable
 from ..distributions import DiagonalGaussian, StandardNormal, standard_normal_log_prob
 from ..errors import ConfigError
-from ..metrics.likelihood import IMAGES_PER_CALL, _repeat
+from ..importance import IMAGES_PER_CALL, chunked_log_weights, repeat_draws
 from ..nn.attention import Attention, AttentionHead, read_glimpse, write_patch
 from ..precision import full_precision
 from .base import Batch, GenerativeModel, inference
-from .vae import LikelihoodDecoder, ObservationConfig
-from .vaegan import AdversarialObjective, DiscriminatorConfig, make_discriminator
+from .observation import LikelihoodDecoder, ObservationConfig
+from .adversarial import AdversarialObjective, DiscriminatorConfig, make_discriminator
 
 
 def _attends(c) -> bool:
@@ -105,7 +106,6 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
     description = "DRAW: recurrent encoder and decoder adding to a canvas over T glimpses, with selective attention"
     paper = "Gregor, Danihelka, Graves, Rezende & Wierstra 2015, DRAW: A recurrent neural network for image generation"
     config_class = DRAWConfig
-    factorised_posterior = False  # q(z_t | x, z_<t): no one q(z|x); see the module's docstring
 
     def __init__(self, config: DRAWConfig, image_shape):
         super().__init__(config, image_shape)
@@ -127,11 +127,20 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
             self.write_out = nn.Linear(c.decoder_hidden, pixels)
         self.likelihood = c.make_likelihood()
 
+    @property
+    def capabilities(self):
+        # q(z_t | x, z_<t): no one q(z|x) (see the module's docstring); the canvas over time is its picture
+        return dataclasses.replace(super().capabilities, posterior="sequential", output="canvas")
+
+    @classmethod
+    def tiny_settings(cls, preset) -> dict:
+        return {"latent_dim": 4, "glimpses": 3, "encoder_hidden": 8, "decoder_hidden": 8}
+
     @classmethod
     def settings_from_data(cls, config, facts):
         return classes_from_data(config, facts.classes)
 
-    def side_information(self, batch: Batch) -> Tensor | None:
+    def make_side_information(self, batch: Batch) -> Tensor | None:
         return self.side.from_batch(batch.x, batch.y)
 
     # --- the recurrence ---------------------------------------------------------------------
@@ -213,29 +222,21 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
         recon, kl = terms["recon"], terms["kl"]
         return {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
 
-    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None,
+    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None, *, mask: Tensor | None = None,
                                images_per_call: int = IMAGES_PER_CALL, on_chunk=None) -> Tensor:
         """log p(x | z_1:T) + sum_t log N(z_t; 0, I) - sum_t log q(z_t | x, z_<t) for k sequential
-        draws of the posterior per image, at most `images_per_call` (draws x images) per pass. (K, B)"""
-        out = []
-        with torch.no_grad():
-            for first in range(0, len(x), images_per_call):
-                x_part = x[first:first + images_per_call]
-                y_part = None if y is None else y[first:first + images_per_call]
-                b = len(x_part)
-                draws = max(1, images_per_call // b)
-                rows = []
-                for start in range(0, k, draws):
-                    n = min(draws, k - start)
-                    x_rep, y_rep = _repeat(x_part, n), None if y_part is None else _repeat(y_part, n)
-                    run = self.unroll(x_rep, y_rep)
-                    log_px = self.likelihood.log_prob(run.canvas, x_rep)
-                    z = run.z.flatten(1)
-                    rows.append((log_px + standard_normal_log_prob(z) - run.posterior().log_prob(z)).view(n, b))
-                    if on_chunk is not None:
-                        on_chunk(n * b)
-                out.append(torch.cat(rows, 0))
-        return torch.cat(out, 1)
+        draws of the posterior per image (each draw a pass of the recurrence). (K, B)"""
+
+        def prepare(x_part, y_part):
+            def draw(n):
+                x_rep, y_rep = repeat_draws(x_part, n), None if y_part is None else repeat_draws(y_part, n)
+                run = self.unroll(x_rep, y_rep)
+                z = run.z.flatten(1)
+                log_px = self.likelihood.log_prob(run.canvas, x_rep, mask)
+                return (log_px + standard_normal_log_prob(z) - run.posterior().log_prob(z)).view(n, len(x_part))
+            return draw
+
+        return chunked_log_weights(x, k, y, prepare, images_per_call, on_chunk)
 
     # --- use --------------------------------------------------------------------------------
     def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
@@ -297,6 +298,10 @@ class DRAWGAN(AdversarialObjective, DRAW):
     description = "DRAW-GAN: DRAW with a discriminator on the final canvas, VAE-GAN's losses (2)-(3)"
     paper = "When Variational Auto-encoders meet Generative Adversarial Networks (sec. 3.4, 4.6); Gregor et al. 2015"
     config_class = DRAWGANConfig
+
+    @classmethod
+    def tiny_settings(cls, preset) -> dict:
+        return {**super().tiny_settings(preset), "discriminator_channels": 4, "discriminator_max_channels": 8}
 
     def __init__(self, config: DRAWGANConfig, image_shape):
         super().__init__(config, image_shape)

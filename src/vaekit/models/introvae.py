@@ -41,7 +41,7 @@ from ..nn.batchnorm import running_stats_frozen
 from ..objectives.image_losses import l2_loss
 from ..objectives.introspective import HINGES, kl_margin_hinge
 from .base import Batch
-from .vae import GaussianAutoencoder
+from .autoencoder import GaussianAutoencoder
 
 UPDATES = ("alternating", "simultaneous")
 

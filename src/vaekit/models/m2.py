@@ -15,6 +15,7 @@ from q(y|x) with z, never told.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -24,11 +25,11 @@ from ..conditioning import one_hot
 from ..config import refuse_inapplicable
 from ..distributions import DiagonalGaussian, standard_normal_log_prob
 from ..errors import ConfigError
-from ..metrics.likelihood import IMAGES_PER_CALL
+from ..importance import IMAGES_PER_CALL, chunked_log_weights
 from ..objectives.semi_supervised import enumerate_classes, log_uniform_prior, unlabelled_bound
 from .base import Batch
 from .semi_supervised import SemiSupervisedBase, SemiSupervisedConfig, batch_labels
-from .vae import LikelihoodDecoder, ObservationConfig
+from .observation import LikelihoodDecoder, ObservationConfig
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
     description = "M2: semi-supervised VAE with q(y|x), q(z|x,y), p(x|y,z); classifies by argmax q(y|x)"
     paper = "Kingma, Rezende, Mohamed & Welling 2014, Semi-supervised learning with deep generative models"
     config_class = M2Config
+
+    @property
+    def capabilities(self):
+        # y is a latent class of an unlabelled image: the bound is on p(x), y drawn from q(y|x) with z
+        return dataclasses.replace(super().capabilities, declared_bound="p(x)")
 
     def __init__(self, config: M2Config, image_shape):
         super().__init__(config, image_shape)
@@ -122,31 +128,25 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
             out.update({"loss": told + self.alpha * ce, "labelled": told, "classification": ce})
         return out
 
-    @torch.no_grad()
-    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None,
+    def log_importance_weights(self, x: Tensor, k: int, y: Tensor | None = None, *, mask: Tensor | None = None,
                                images_per_call: int = IMAGES_PER_CALL, on_chunk=None) -> Tensor:
         """log p(x|y_k, z_k) + log p(y_k) + log p(z_k) - log q(y_k|x) - log q(z_k|x, y_k), (y_k, z_k) drawn
         from q(y|x) q(z|x, y): the IWAE bound on log p(x), whatever y says. (K, B)"""
-        out = []
-        for first in range(0, len(x), images_per_call):
-            x_part = x[first:first + images_per_call]
-            b = len(x_part)
+
+        def prepare(x_part, _):
             h = self.nets.trunk(x_part)
             log_q_y = self.log_q_y(h)  # (b, k)
-            draws = max(1, images_per_call // b)
-            rows = []
-            for start in range(0, k, draws):
-                n = min(draws, k - start)
+
+            def draw(n):
                 labels = torch.distributions.Categorical(logits=log_q_y).sample((n,))  # (n, b)
                 y_rows = one_hot(labels.flatten(), self.classes).to(x.device)
                 mu, logvar = self.nets.posterior(enumerate_classes(h, n), y_rows)
                 q = DiagonalGaussian(mu, logvar)
                 z = q.sample()
-                log_px = self.likelihood.log_prob(self.nets.decode(z, y_rows), enumerate_classes(x_part, n))
+                log_px = self.likelihood.log_prob(self.nets.decode(z, y_rows), enumerate_classes(x_part, n), mask)
                 log_w = (log_px + standard_normal_log_prob(z) - q.log_prob(z) + log_uniform_prior(self.classes)
                          - log_q_y.gather(1, labels.t()).t().flatten())
-                rows.append(log_w.view(n, b))
-                if on_chunk is not None:
-                    on_chunk(n * b)
-            out.append(torch.cat(rows, 0))
-        return torch.cat(out, 1)
+                return log_w.view(n, len(x_part))
+            return draw
+
+        return chunked_log_weights(x, k, None, prepare, images_per_call, on_chunk)

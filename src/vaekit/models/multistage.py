@@ -77,26 +77,20 @@ class MultiStageVAE(GenerativeModel):
     paper = "Cai, Gao & Ji 2017, Multi-Stage Variational Auto-Encoders for Coarse-to-Fine Image Generation"
     config_class = MultiStageConfig
 
-    def __init__(self, config: MultiStageConfig, image_shape):
+    def __init__(self, config: MultiStageConfig, image_shape, base: GenerativeModel):
+        """Refine stages on `base`, a model built for `base_shape(config, image_shape)` (`build`)."""
         super().__init__(config, image_shape)
-        from .registry import build_model, get_entry, model_config  # the registry imports this module
-
         c, h, w = image_shape
-        up = config.upsample
-        if h % up or w % up:
-            raise ConfigError(f"{h}x{w} images cannot be reached by refine stages upsampling x{up} in total")
-        if get_entry(config.base).model_class is MultiStageVAE:
-            raise ConfigError("model.base must be a single-stage model (vae, beta_vae, ae, ...)")
-        self.base_shape = (c, h // up, w // up)
-        self.base = build_model(config.base, model_config(config.base, config.base_settings), self.base_shape)
-        if not self.base.factorised_posterior:
+        self.base_shape = base_shape(config, image_shape)
+        self.base = base
+        if base.capabilities.posterior == "sequential":
             raise ConfigError(f"model.base={config.base!r} has a sequential posterior; refine stages build on a base "
                               "with one q(z|x)")
-        if type(self.base).loss_and_output is GenerativeModel.loss_and_output:
+        if not base.capabilities.refinable:
             raise ConfigError(f"model.base={config.base!r} has no decoder output that refine stages could build on")
         self.refiners = nn.ModuleList(Refiner(c, s.channels, s.blocks, s.upsample, s.norm) for s in config.stages)
         self.stage_shapes = []
-        size = (h // up, w // up)
+        size = self.base_shape[1:]
         for s in config.stages:
             size = (size[0] * s.upsample, size[1] * s.upsample)
             self.stage_shapes.append((c, *size))
@@ -112,20 +106,36 @@ class MultiStageVAE(GenerativeModel):
                     net = ConvEncoder(self.stage_shapes[i], 1, norm="none")
                 net.requires_grad_(False)
                 self.feature_nets[str(i)] = net
-        if any(s.loss == "likelihood" for s in config.stages) and not hasattr(self.base, "likelihood"):
+        if any(s.loss == "likelihood" for s in config.stages) and not base.capabilities.likelihood:
             raise ConfigError(f"refine loss 'likelihood' needs a base with a likelihood; {config.base!r} has none")
-        self.has_posterior = self.base.has_posterior
-        self.condition = self.base.condition  # a conditional base (cvae) makes a conditional multi-stage model
-        self.classes = self.base.classes
+        self.condition = base.condition  # a conditional base (cvae) makes a conditional multi-stage model
+        self.classes = base.classes
 
     @classmethod
-    def settings_from_data(cls, config: MultiStageConfig, facts):
+    def tiny_settings(cls, preset: MultiStageConfig) -> dict:
+        """Tiny refine stages on the preset's base (a VAE) at toy widths."""
+        return {"base_settings": {"latent_dim": 4, "base_channels": 4, "max_channels": 8},
+                "stages": [{"blocks": 1, "channels": 4, "loss": s.loss} for s in preset.stages]}
+
+    @classmethod
+    def build(cls, config: MultiStageConfig, image_shape, models) -> "MultiStageVAE":
+        if models.model_class(config.base) is cls:
+            raise ConfigError("model.base must be a single-stage model (vae, beta_vae, ae, ...)")
+        shape = base_shape(config, image_shape)
+        return cls(config, image_shape, models.build(config.base, models.config(config.base, config.base_settings), shape))
+
+    @property
+    def capabilities(self):
+        # the base's posterior, condition and likelihood; every stage's output decoded
+        return dataclasses.replace(self.base.capabilities, output="stages", classifies=False, refinable=False)
+
+    @classmethod
+    def fill_from_data(cls, config: MultiStageConfig, facts, models):
         """The base model's settings from the data (a beta-TCVAE base's N), kept in base_settings."""
         from ..config import to_dict
-        from .registry import get_entry, model_config
 
-        base = model_config(config.base, config.base_settings)
-        filled = get_entry(config.base).model_class.settings_from_data(base, facts)
+        base = models.config(config.base, config.base_settings)
+        filled = models.fill_from_data(config.base, base, facts)
         derived = {k: v for k, v in to_dict(filled).items() if v != to_dict(base)[k]}
         if not derived:
             return config
@@ -144,7 +154,7 @@ class MultiStageVAE(GenerativeModel):
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         cfg, x = self.config, batch.x
-        terms, image = self.base.loss_and_output(Batch(self._down(x, self.base_shape), batch.y), step)
+        terms, image = self.base.loss_and_output(Batch(self._down(x, self.base_shape), batch.y, batch.side), step)
         # eq. 2.12's L_l2 on f_theta1(z); a base may report no total (an evaluation batch too small for
         # beta-TCVAE's estimators), and then neither does this model
         total = terms["loss"] - (1.0 - cfg.coarse_weight) * terms["recon"] if "loss" in terms else None
@@ -187,8 +197,12 @@ class MultiStageVAE(GenerativeModel):
         return out, image
 
     # --- use: y is the side information of the base (at its resolution, `side_information`) ----
-    def side_information(self, batch: Batch) -> Tensor | None:
+    def make_side_information(self, batch: Batch) -> Tensor | None:
         return self.base.side_information(Batch(self._down(batch.x, self.base_shape), batch.y))
+
+    def kept_side_information(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The kept part at the base's resolution, as the base was trained on it."""
+        return self.base.kept_side_information(self._down(x, self.base_shape), self._mask_at(mask, self.base_shape))
 
     def encode(self, x: Tensor, y: Tensor | None = None):
         return self.base.encode(self._down(x, self.base_shape), y)
@@ -228,6 +242,15 @@ class MultiStageVAE(GenerativeModel):
 
     def _mask_at(self, mask: Tensor | None, shape) -> Tensor | None:
         return None if mask is None else (self._down(mask.float(), shape) > 0.5).float()
+
+
+def base_shape(config: MultiStageConfig, image_shape) -> tuple[int, int, int]:
+    """The image size the base model works at: the run's, divided by the stages' total upsampling."""
+    c, h, w = image_shape
+    up = config.upsample
+    if h % up or w % up:
+        raise ConfigError(f"{h}x{w} images cannot be reached by refine stages upsampling x{up} in total")
+    return (c, h // up, w // up)
 
 
 def residual_vae_preset() -> MultiStageConfig:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import from_dict
 from ..errors import ConfigError
-from .base import GenerativeModel
+from .base import DataFacts, GenerativeModel
 from .draw import DRAW, DRAWGAN, DRAWConfig, DRAWGANConfig
 from .introvae import IntroVAE, IntroVAEConfig
 from .m2 import M2, M2Config
@@ -94,4 +94,29 @@ def model_config(name: str, overrides: dict | None = None):
 
 
 def build_model(name: str, config, image_shape) -> GenerativeModel:
-    return get_entry(name).model_class(config, tuple(image_shape))
+    return get_entry(name).model_class.build(config, tuple(image_shape), CATALOGUE)
+
+
+def settings_from_data(name: str, config, facts: DataFacts):
+    """`config` with the settings model `name` takes from the data filled in (`settings_from_data`)."""
+    return get_entry(name).model_class.fill_from_data(config, facts, CATALOGUE)
+
+
+class Catalogue:
+    """The registry as an object handed to models (`GenerativeModel.build`): a composite model (the
+    multi-stage VAE) builds its parts by name through it, without importing this module."""
+
+    def model_class(self, name: str) -> type[GenerativeModel]:
+        return get_entry(name).model_class
+
+    def config(self, name: str, overrides: dict | None = None):
+        return model_config(name, overrides)
+
+    def build(self, name: str, config, image_shape) -> GenerativeModel:
+        return build_model(name, config, image_shape)
+
+    def fill_from_data(self, name: str, config, facts: DataFacts):
+        return settings_from_data(name, config, facts)
+
+
+CATALOGUE = Catalogue()

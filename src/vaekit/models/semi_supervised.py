@@ -63,7 +63,6 @@ class Rows:
 
 
 class SemiSupervisedBase(GenerativeModel):
-    semi_supervised = True
     condition = "label"
 
     def __init__(self, config, image_shape):
@@ -73,6 +72,10 @@ class SemiSupervisedBase(GenerativeModel):
         self.classes = config.classes
         self.nets = SemiSupervisedNetworks(config.architecture, image_shape, config.classes, config.latent_dim,
                                            config.width_factor)
+
+    @classmethod
+    def tiny_settings(cls, preset) -> dict:
+        return {"latent_dim": 4, "width_factor": 0.02}
 
     @classmethod
     def settings_from_data(cls, config, facts):
@@ -96,8 +99,8 @@ class SemiSupervisedBase(GenerativeModel):
 
     # --- q(y|x), q(z|x, y), p(x|y, z) -------------------------------------------------------
     @property
-    def classifies(self) -> bool:
-        return True
+    def capabilities(self):
+        return dataclasses.replace(super().capabilities, classifies=True, semi_supervised=True)
 
     def log_q_y(self, h: Tensor) -> Tensor:
         """log q(y|x) from the trunk's features h of images x. (B, k)"""
@@ -131,7 +134,7 @@ class SemiSupervisedBase(GenerativeModel):
             raise ValueError("the prior needs a batch size n or side information y")
         return StandardNormal(count, self.config.latent_dim, self.device)
 
-    def side_information(self, batch: Batch) -> Tensor | None:
+    def make_side_information(self, batch: Batch) -> Tensor | None:
         """The one-hot of each image's label; argmax q(y|x) where it has none."""
         labels = batch.y
         known = None if labels is None else labels >= 0

@@ -30,7 +30,7 @@ from ..objectives.image_losses import l2_loss
 from ..objectives.semi_supervised import entropy, enumerate_classes
 from .base import Batch
 from .semi_supervised import SemiSupervisedBase, SemiSupervisedConfig, batch_labels
-from .vaegan import DiscriminatorConfig, make_discriminator
+from .adversarial import DiscriminatorConfig, make_discriminator
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,10 @@ class SSLVAEGAN(SemiSupervisedBase):
     description = "SSL-VAE-GAN: M2 with a (k+1)-class discriminator, unlabelled terms averaged over q(y|x)"
     paper = "When Variational Auto-encoders meet Generative Adversarial Networks (sec. 3.3); Kingma et al. 2014"
     config_class = SSLVAEGANConfig
-    has_posterior = True
+
+    @classmethod
+    def tiny_settings(cls, preset) -> dict:
+        return {**super().tiny_settings(preset), "discriminator_channels": 4, "discriminator_max_channels": 8}
 
     def __init__(self, config: SSLVAEGANConfig, image_shape):
         super().__init__(config, image_shape)

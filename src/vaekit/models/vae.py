@@ -17,58 +17,22 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..conditioning import ConditionConfig, SideInformation, classes_from_data
+from ..conditioning import ConditionConfig
 from ..distributions import DiagonalGaussian
 from ..config import applies_when
 from ..errors import ConfigError
-from ..likelihoods import LIKELIHOODS, make_likelihood
-from ..nn import make_decoder, make_encoder
-from ..nn.config import NetworkConfig
 from ..objectives.total_correlation import ESTIMATORS, beta_tc_penalty
 from ..precision import full_precision
-from .base import Batch, GenerativeModel
-
-
-def _has_scale(c) -> bool:
-    return c.likelihood in ("gaussian", "laplace")
+from .autoencoder import ConvAutoencoderBase, GaussianAutoencoder
+from .base import Batch
+from .observation import LikelihoodConfig, LikelihoodDecoder
 
 
 def _is_tc(c) -> bool:
     return c.prior_term == "tc"
 
 
-_SCALED = "model.likelihood is 'gaussian' or 'laplace'"
 _TC = "model.prior_term = 'tc' (beta-TCVAE)"
-
-
-@dataclass(frozen=True)
-class ObservationConfig:
-    """The observation model p(x|z): which likelihood, and its scale."""
-
-    likelihood: str = "bernoulli"  # bernoulli | gaussian | laplace
-    scale: float = field(default=0.1, metadata=applies_when(_has_scale, _SCALED))
-    #   sigma (gaussian) or b (laplace); the initial value when learn_scale
-    learn_scale: bool = field(default=False, metadata=applies_when(_has_scale, _SCALED))
-    #   learn one shared scale (sigma-VAE) instead of fixing it
-
-    def make_likelihood(self):
-        """The observation model these settings name (vaekit.likelihoods)."""
-        return make_likelihood(self.likelihood, self.scale, self.learn_scale)
-
-    def check_observation(self) -> None:
-        if self.likelihood not in LIKELIHOODS:
-            raise ConfigError(f"model.likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
-        if not self.scale > 0:
-            raise ConfigError(f"model.scale must be > 0, got {self.scale}")
-
-
-@dataclass(frozen=True)
-class LikelihoodConfig(NetworkConfig, ObservationConfig):
-    """The network and the observation model p(x|z): what AE and VAE share."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.check_observation()
 
 
 @dataclass(frozen=True)
@@ -101,69 +65,9 @@ class VAEConfig(LikelihoodConfig, ConditionConfig):
             raise ConfigError("model.prior_term = 'tc' decomposes the KL to N(0, I); it cannot use model.prior = 'learned'")
 
 
-class ConvAutoencoderBase(GenerativeModel):
-    """An encoder emitting `code_width_factor * latent_dim` features and a decoder emitting raw image
-    parameters, built from the shared network settings (`nn.check_network_settings`), both taking
-    the side information of a conditional config (`vaekit.conditioning`). The decoded mean image is
-    sigmoid(decoder(z, y)) unless a subclass decodes through a likelihood."""
-
-    code_width_factor = 1  # features per latent dimension the encoder emits
-
-    def __init__(self, config, image_shape):
-        super().__init__(config, image_shape)
-        c = config
-        self.side = SideInformation(c, image_shape)
-        self.condition = self.side.condition
-        self.classes = self.side.width if self.side.is_label else 0
-        channels, height, width = image_shape
-        self.encoder = make_encoder(c, (channels + self.side.encoder_channels, height, width),
-                                    self.code_width_factor * c.latent_dim)
-        self.decoder = make_decoder(c, c.latent_dim + self.side.width, image_shape)
-
-    @classmethod
-    def settings_from_data(cls, config, facts):
-        return classes_from_data(config, facts.classes) if hasattr(config, "condition") else config
-
-    def side_information(self, batch: Batch) -> Tensor | None:
-        return self.side.from_batch(batch.x, batch.y)
-
-    def raw_decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        """The decoder's raw output for codes z and side information y. (B, C, H, W)"""
-        return self.decoder(self.side.decoder_input(z, y))
-
-    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return torch.sigmoid(self.raw_decode(z, y))  # (B, C, H, W) in [0, 1]
-
-
-class GaussianAutoencoder(ConvAutoencoderBase):
-    """q(z|x, y) = N(mu, diag exp(logvar)) from the encoder and the prior p(z|y) (N(0, I) unless a
-    conditional config learns it): what VAE, IntroVAE and VAE-GAN share; they differ in their
-    objectives and parameter groups."""
-
-    code_width_factor = 2  # mu and logvar
-
-    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
-        mu, logvar = self.encoder(self.side.encoder_input(x, y)).chunk(2, dim=1)  # (B, D) each
-        return DiagonalGaussian(mu, logvar)
-
-    def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
-        return self.side.prior(y, n, self.device)
-
-
 # beta-TCVAE's MI / TC / DWKL are minibatch estimates: on an evaluation batch of fewer images they are
 # badly biased (and the stratified estimator needs two), so such a batch reports recon, kl, elbo only.
 TC_EVAL_MIN_BATCH = 64
-
-
-class LikelihoodDecoder:
-    """Mixin: decode and score through `self.likelihood` (a probabilistic decoder p(x|z))."""
-
-    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.likelihood.mean(self.raw_decode(z, y))
-
-    def log_likelihood(self, x: Tensor, z: Tensor, y: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        """log p(x|z, y) per image, (B,); with `mask`, of the pixels where it is 1 only."""
-        return self.likelihood.log_prob(self.raw_decode(z, y), x, mask)
 
 
 class VAE(LikelihoodDecoder, GaussianAutoencoder):
@@ -220,7 +124,10 @@ class AE(LikelihoodDecoder, ConvAutoencoderBase):
     description = "Deterministic autoencoder (samples from a Gaussian fitted to its codes)"
     paper = "Hinton & Salakhutdinov 2006, Reducing the dimensionality of data with neural networks"
     config_class = AEConfig
-    has_posterior = False  # no q(z|x): ELBO and IWAE do not apply
+
+    @property
+    def capabilities(self):
+        return dataclasses.replace(super().capabilities, posterior="none")  # no q(z|x): no ELBO, no IWAE bound
 
     def __init__(self, config: AEConfig, image_shape):
         super().__init__(config, image_shape)

@@ -25,13 +25,13 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import CheckpointError
+from ..files import looks_like_pickle, read_safetensors, write_json_atomic
 
 FORMAT_VERSION = 1  # files and sha256 in state.json came later; checkpoints without them still load
 TENSOR_FILES = ("model.safetensors", "trainer.safetensors")
@@ -47,26 +47,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write under a temporary name, then rename: readers see the old file or the new one, whole."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read like any file
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _plain_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -289,31 +269,6 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     for s in skipped:
         _warn(f"skipping {s}; using {path.name}")
     return path
-
-
-def looks_like_pickle(path: Path) -> bool:
-    """A pickle (protocol >= 2) or torch.save's zip, by its first bytes, and not safetensors: those start
-    with the JSON header's 8-byte length, whose low byte may be anything (0x80, or "PK"), then "{"."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    size = path.stat().st_size
-    if len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
-        return False
-    return head[:1] == b"\x80" or head[:2] == b"PK"
-
-
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; anything else (a pickle, a truncated file) is refused by name."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: file not found")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        if looks_like_pickle(path):
-            raise CheckpointError(f"{path}: looks like a pickle/torch.save file; vaekit never unpickles, "
-                                  "it reads only safetensors") from None
-        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
 
 
 def load_model_weights(ckpt_dir: str | Path, model: torch.nn.Module) -> None:

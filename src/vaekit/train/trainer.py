@@ -32,9 +32,11 @@ from ..config import TrainConfig
 from ..data.labelled import UNLABELLED, labelled_positions
 from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
-from ..models.base import Batch, GenerativeModel, eval_mode
+from ..batch import Batch
+from ..models.base import GenerativeModel, eval_mode
 from ..precision import autocast
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_text_atomic
+from ..files import write_text_atomic
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .progress import Progress
 
 EvalFn = Callable[[GenerativeModel, int], dict]

@@ -18,9 +18,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .conditioning import HALF_QUADRANTS, HALVES, QUADRANTS, keep_mask, kept_part, kept_quadrants, quadrant_box
-from .errors import ConfigError
-from .models.base import eval_mode
+from ..conditioning import HALF_QUADRANTS, QUADRANTS, keep_mask, kept_quadrants, quadrant_box
+from ..data.dataset import fixed_sample
+from ..importance import IMAGES_PER_CALL
+from ..metrics.evaluate import even_batches
+from ..metrics.image_quality import mse_per_image, ssim_per_image
+from ..metrics.likelihood import conditional_nll
+from ..progress import TaskProgress
+from ..errors import ConfigError
+from ..models.base import eval_mode
 
 METHODS = ("auto", "prior", "optimise", "iterate")
 
@@ -30,30 +36,32 @@ def completion_method(model, keep: str, method: str = "auto") -> str:
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     kept_quadrants(keep)  # a half or 1-3 quadrants, else refused by name
-    cond = model.condition
-    if cond == "label":
+    caps = model.capabilities
+    if caps.label_conditional:
         raise ConfigError("a label-conditional model cannot complete images; train a CVAE on an image part "
                           "(--set model.condition=left) or complete with an unconditional model")
-    if cond != "none":
+    if caps.image_conditional:
         if method not in ("auto", "prior"):
             raise ConfigError(f"a model conditioned on an image part completes from its prior p(z|y); --method "
                               f"{method} is for unconditional models")
-        fits = cond == "quadrants" or (cond == "half" and keep in HALVES) or \
-            (cond in HALVES and kept_quadrants(cond) == kept_quadrants(keep))
-        if not fits:
-            trained = {"half": "any half"}.get(cond, f"the {cond} half")
+        if not caps.completes_from_prior(keep):
+            trained = {"half": "any half"}.get(caps.condition, f"the {caps.condition} half")
             raise ConfigError(f"this model was trained to complete from {trained}, not from {keep} (train with "
                               "--set model.condition=half for any half, or =quadrants for any 1-3 quadrants)")
-        if not hasattr(model, "side"):
-            raise ConfigError("completion by a conditional multi-stage model is not supported")
         return "prior"
     if method == "prior":
         raise ConfigError("--method prior needs a model conditioned on the kept part (cvae with model.condition=...)")
     if method == "auto":
-        return "optimise" if hasattr(model, "log_likelihood") else "iterate"
-    if method == "optimise" and not hasattr(model, "log_likelihood"):
+        return inference_method(model)
+    if method == "optimise" and not caps.likelihood:
         raise ConfigError("--method optimise needs a model with a likelihood p(x|z); use --method iterate")
     return method
+
+
+def inference_method(model) -> str:
+    """How an unconditional model completes by inference: optimising z under its likelihood when it has
+    one, else iterating its encoder and decoder."""
+    return "optimise" if model.capabilities.likelihood else "iterate"
 
 
 def complete(model, x: Tensor, keep: str, method: str = "auto", *, fill: Tensor | None = None,
@@ -77,7 +85,7 @@ def fill_missing(model, x: Tensor, mask: Tensor, method: str, *, fill: Tensor | 
     fill = torch.full_like(x[0], 0.5) if fill is None else fill.to(x.device)
     with eval_mode(model):
         if method == "prior":
-            y = kept_part(x, mask)
+            y = model.kept_side_information(x, mask)
             prior = model.prior(y, len(x))
             guess = model.decode(prior.mode() if mean else prior.sample(), y)
         elif method == "iterate":
@@ -129,3 +137,56 @@ def missing_regions(keep: str, height: int, width: int) -> list[tuple[slice, sli
         last_rows, last_cols = quadrant_box(missing[1], height, width)
         return [(slice(rows.start, last_rows.stop), slice(cols.start, last_cols.stop))]
     return [quadrant_box(q, height, width) for q in missing]
+
+
+def evaluate_completion(model, test_data, train_mean: torch.Tensor, keep: str, *, method: str = "auto",
+                        images: int = 1000, batch_size: int = IMAGES_PER_CALL, seed: int = 0, steps: int = 100,
+                        nll_samples: int = 0, nll_images: int | None = 200, progress: bool = False) -> dict:
+    """Completion of the missing part of `images` test images (a fixed uniform sample) from their
+    `keep` part (a half or 1-3 quadrants): MSE and SSIM of the completed region against the truth, the point estimate (a CVAE's
+    prior mean, or the inferred code), beside the training mean of that region as the baseline.
+    Keys completion/<keep>/{mse,ssim,baseline_mse,baseline_ssim,images,method}. A model conditioned on
+    the kept part (method prior) with `nll_samples` = K > 0 adds the importance-weighted bound on
+    -log p(x_missing | x_kept) over the first `nll_images` of the sample (completion/<keep>/nll)."""
+    from ..run.completion import complete, completion_method, missing_regions
+
+    method = completion_method(model, keep, method)
+    n = min(images, len(test_data))
+    order = fixed_sample(len(test_data), n, seed)
+    regions = missing_regions(keep, *test_data.image_shape[1:])
+    areas = [(r.stop - r.start) * (c.stop - c.start) for r, c in regions]
+    weights = [a / sum(areas) for a in areas]  # MSE and SSIM of the missing part: area-weighted over its tiles
+    device = next(model.parameters()).device
+    mean = train_mean.to(device)
+    sums = dict(mse=0.0, ssim=0.0, baseline_mse=0.0, baseline_ssim=0.0)
+    per_image = 1 if method == "prior" else steps  # inference steps, each a decode (and a gradient) per image
+    with torch.random.fork_rng(devices=[]), TaskProgress(f"completion ({keep} kept, {method})", n * per_image,
+                                                         "image steps", enabled=progress) as shown:
+        torch.manual_seed(seed)
+        for start, stop in even_batches(n, batch_size):
+            x = test_data.batch(order[start:stop]).to(device)
+            b = stop - start
+            done = complete(model, x, keep, method, fill=mean, mean=True, steps=steps,
+                            on_step=lambda: shown.advance(b))
+            for (rows, cols), w in zip(regions, weights):
+                truth, region, base = x[..., rows, cols], done[..., rows, cols], mean.expand_as(x)[..., rows, cols]
+                sums["mse"] += w * float(mse_per_image(region, truth).sum())
+                sums["ssim"] += w * float(ssim_per_image(region, truth).sum())
+                sums["baseline_mse"] += w * float(mse_per_image(base, truth).sum())
+                sums["baseline_ssim"] += w * float(ssim_per_image(base, truth).sum())
+            if method == "prior":
+                shown.advance(b)
+    out = {f"completion/{keep}/{k}": v / n for k, v in sums.items()}
+    if method == "prior" and nll_samples > 0 and model.capabilities.likelihood:
+        m = n if nll_images is None else min(nll_images, n)
+        with eval_mode(model), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            nll = sum(float(conditional_nll(model, test_data.batch(order[a:b]).to(device), keep, nll_samples).sum())
+                      for a, b in even_batches(m, batch_size))
+        out.update({f"completion/{keep}/nll": nll / m, f"completion/{keep}/nll_samples": nll_samples,
+                    f"completion/{keep}/nll_images": m})
+    out[f"completion/{keep}/images"] = n
+    out[f"completion/{keep}/method"] = method
+    if method != "prior":
+        out[f"completion/{keep}/steps"] = steps
+    return out

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .viz import save_image
+from ..viz import save_image
 
 READ_COLOUR, WRITE_COLOUR = (230, 40, 40), (40, 200, 60)
 STRIP_COLUMNS = 16  # canvases per row of a strip; a long sequence wraps

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import ConfigError
-from .run_config import read_run_config
+from ..errors import ConfigError
+from .configuration import read_run_config
 
 # the columns, in order, when any run has them: (key in evaluation.json, heading, lower is better?)
 METRICS = [("test/elbo", "ELBO", False), ("test/iwae_nll", "-log p(x) IWAE", True), ("test/recon", "recon", True),

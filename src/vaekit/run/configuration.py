@@ -7,10 +7,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .config import DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml
-from .errors import ConfigError
-from .models import get_entry, model_config
-from .models.base import DataFacts
+from ..config import DataConfig, RunConfig, TrainConfig, apply_override, from_dict, load_toml
+from ..errors import ConfigError
+from ..models import get_entry, model_config, settings_from_data
+from ..models.base import DataFacts
 
 
 def resolve_config(model_name: str, config_file: str | None = None, overrides: list[str] = (),
@@ -76,7 +76,7 @@ def fill_from_data(cfg: RunConfig, train_images: int, classes: int, labelled_ima
     """The model settings the model takes from the data (`settings_from_data`), in one place."""
     facts = DataFacts(train_images=train_images, steps_per_epoch=train_images // cfg.train.batch_size,
                       classes=classes, labelled_images=labelled_images)
-    model = get_entry(cfg.model_name).model_class.settings_from_data(cfg.model, facts)
+    model = settings_from_data(cfg.model_name, cfg.model, facts)
     return dataclasses.replace(cfg, model=model)
 
 

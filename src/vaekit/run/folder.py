@@ -7,7 +7,7 @@
     runs/vae1/evaluation.json    the final test-set evaluation
     runs/vae1/loss_curves.png, reconstructions.png, samples.png, interpolations.png
     runs/vae1/training_curves.png  the model's own figure, when it has one (IntroVAE's KLs vs. m)
-    runs/vae1/report.md, report.html   the page a person reads first (vaekit.report), the HTML one
+    runs/vae1/report.md, report.html   the page a person reads first (vaekit.run.report), the HTML one
                                  self-contained
     runs/vae1/checkpoints/       safetensors + JSON (see train/checkpoint.py)
 
@@ -28,29 +28,28 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, distributed
-from .conditioning import data_classes, kept_quadrants
-from .config import RunConfig, run_config_to_dict, to_toml
-from .data import load_dataset
-from .data.binarize import binarized
-from .data.labelled import balanced_labelled_subset, partly_labelled
-from .device import resolve_device
-from .errors import CheckpointError, ConfigError, VaekitError
-from .metrics.classification import evaluate_classification
-from .metrics.evaluate import evaluate_completion
-from .metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model,
+from .. import __version__, distributed
+from ..conditioning import data_classes, kept_quadrants
+from ..config import RunConfig, run_config_to_dict, to_toml
+from ..data import load_dataset
+from ..data.binarize import binarized
+from ..data.labelled import balanced_labelled_subset, partly_labelled
+from ..device import resolve_device
+from ..errors import CheckpointError, ConfigError, VaekitError
+from ..metrics.classification import evaluate_classification
+from ..metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl_decomposition, evaluate_model,
                       evaluate_samples)
-from .metrics.likelihood import IMAGES_PER_CALL
-from .models import GenerativeModel, build_model, get_entry
-from .train import RunLock, Trainer, latest_checkpoint
-from .train.trainer import truncate_jsonl
-from .train.checkpoint import checkpoint_step, load_model_weights, write_json_atomic, write_text_atomic
-from .train.lock import LOCK_NAME
-# the run folder's parts, each in its own module; imported here too, where callers have found them
-from .pictures import (draw_run_pictures, interpolation_grid, reconstruction_rows, side_of, stage_rows,  # noqa: F401
-                       traversal_grid)
+from ..metrics.likelihood import IMAGES_PER_CALL
+from ..models import GenerativeModel, build_model
+from ..train import RunLock, Trainer, latest_checkpoint
+from ..train.trainer import truncate_jsonl
+from ..files import write_json_atomic, write_text_atomic
+from ..train.checkpoint import checkpoint_step, load_model_weights
+from ..train.lock import LOCK_NAME
+from .pictures import draw_run_pictures
 from .report import write_report
-from .run_config import config_from_tree, fill_from_data, read_run_config, resolve_config, resume_config  # noqa: F401
+from .completion import evaluate_completion
+from .configuration import fill_from_data, read_run_config, resume_config
 
 
 # --- loading a trained model ------------------------------------------------------------
@@ -136,9 +135,7 @@ def evaluate_run(model: GenerativeModel, train_data, test_data, options: Evaluat
     result.update(evaluate_kl_decomposition(model, train_data, o.kl_decomposition, seed=o.seed, progress=o.progress))
     result.update(evaluate_classification(model, test_data, images=o.images, seed=o.seed,
                                           batch_size=o.batch_size, progress=o.progress))
-    keep = o.completion
-    if keep == "auto":
-        keep = {"none": "off", "label": "off", "half": "left", "quadrants": "tl"}.get(model.condition, model.condition)
+    keep = model.capabilities.default_completion if o.completion == "auto" else o.completion
     if keep != "off":
         result.update(evaluate_completion(model, test_data, train_mean, keep, images=o.completion_images,
                                           batch_size=min(o.batch_size, IMAGES_PER_CALL), seed=o.seed,
@@ -208,9 +205,6 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
                           "least 2, so add test images")
     kept = None
     if cfg.data.labelled is not None:
-        if not get_entry(cfg.model_name).model_class.semi_supervised:
-            raise ConfigError(f"data.labelled applies to semi-supervised models (m2, ssl_vaegan); {cfg.model_name} "
-                              "learns from labelled images only or from none; drop data.labelled")
         if train_data.labels is None:
             raise ConfigError(f"data.labelled needs a dataset with class labels; {train_data.source} has none")
         kept = balanced_labelled_subset(train_data.labels, cfg.data.labelled, cfg.data.label_seed)
@@ -219,6 +213,9 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     cfg = fill_from_data(cfg, len(train_data), data_classes(train_data), labelled_images)
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
+    if kept is not None and not model.capabilities.semi_supervised:
+        raise ConfigError(f"data.labelled applies to semi-supervised models (m2, ssl_vaegan); {cfg.model_name} "
+                          "learns from labelled images only or from none; drop data.labelled")
 
     train_mean = dataset_mean_image(train_data)
     quick = min(cfg.train.eval_images, len(test_data))

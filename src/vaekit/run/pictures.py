@@ -8,13 +8,15 @@ from pathlib import Path
 
 import torch
 
-from .conditioning import data_classes, side_information_for_samples
-from .config import RunConfig
-from .data import fixed_sample
-from .models import GenerativeModel
-from .models.base import Batch, inference
-from .report import read_jsonl
-from .viz import plot_curves, plot_panels, save_grid
+from ..conditioning import data_classes, side_information_for_samples
+from ..config import RunConfig
+from ..data import fixed_sample
+from ..models import GenerativeModel
+from ..batch import Batch
+from ..files import write_json_atomic
+from ..models.base import eval_mode, inference
+from .report import MODEL_PICTURES, read_jsonl
+from ..viz import plot_curves, plot_panels, save_grid
 
 
 def side_of(model: GenerativeModel, x: torch.Tensor, labels: torch.Tensor | None):
@@ -101,26 +103,34 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
         x, ends = test_data.batch(shown[:2 * pairs]), shown[:2 * pairs]
         save_grid(out / "interpolations.png", interpolation_grid(
             model, x[:pairs], x[pairs:], labels_a=pick(ends[:pairs]), labels_b=pick(ends[pairs:])), nrow=12)
-        if model.has_posterior and model.factorised_posterior:  # rows by KL on 1,000 test images, as `vaekit traverse`
+        caps = model.capabilities
+        if caps.factorised:  # rows by KL on 1,000 test images, as `vaekit traverse`
             kl_idx = fixed_sample(len(test_data), 1000)
             grid, _, _ = traversal_grid(model, test_data.batch(torch.arange(1)), test_data.batch(kl_idx), steps=9,
                                         dims=10, labels_ref=pick(torch.arange(1)), labels_kl=pick(kl_idx))
             save_grid(out / "traversals.png", grid, nrow=9)
         draw_conditional_pictures(out, model, test_data, cfg.train.seed)
-        if hasattr(model, "canvas_sequence"):  # DRAW: the canvas over time, 4 reconstructions and 4 samples
+        if caps.output == "canvas":  # DRAW: the canvas over time, 4 reconstructions and 4 samples
             from .canvas import save_canvas_pictures
 
             y = side_information_for_samples(model, test_data, 0, 4, cfg.train.seed)
             save_canvas_pictures(out, model, test_data.batch(shown[:4]), side_of(model, test_data.batch(shown[:4]).to(
                 model.device), pick(shown[:4])), model.prior_sample(4, y), y)
+        x = test_data.batch(shown).to(model.device)
+        with eval_mode(model):
+            own = model.extra_pictures(x, side_of(model, x, pick(shown)))
+        for stem, _, images, nrow in own:
+            save_grid(out / f"model-{stem}.png", images.float().clamp(0, 1).cpu(), nrow=nrow)
+        if own or (out / MODEL_PICTURES).exists():
+            write_json_atomic(out / MODEL_PICTURES, [[stem, caption] for stem, caption, _, _ in own])
     rows = read_jsonl(out / "metrics.jsonl")
     eval_rows = read_jsonl(out / "eval.jsonl")
     keys = [k for k in (rows[-1] if rows else {}) if k not in ("step", "images_per_s")][:6]  # as the model logs them
     plot_curves(rows, keys, out / "loss_curves.png", title=f"{cfg.model_name} on {cfg.data.name}",
                 eval_rows=eval_rows, eval_keys=[f"test/{k}" for k in keys])
-    if hasattr(model, "curve_panels"):  # the model's own figure (IntroVAE's fig. 5: KLs against the margin)
-        plot_panels(rows, model.curve_panels(), out / "training_curves.png",
-                    title=f"{cfg.model_name} on {cfg.data.name}")
+    panels = model.curve_panels()  # the model's own figure (IntroVAE's fig. 5: KLs against the margin)
+    if panels:
+        plot_panels(rows, panels, out / "training_curves.png", title=f"{cfg.model_name} on {cfg.data.name}")
 
 
 def draw_conditional_pictures(out: Path, model: GenerativeModel, test_data, seed: int) -> None:
@@ -129,16 +139,16 @@ def draw_conditional_pictures(out: Path, model: GenerativeModel, test_data, seed
     from .completion import completion_rows
     from .uses import class_grid, style_transfer_grid
 
-    if model.condition == "label":
+    caps = model.capabilities
+    if caps.label_conditional:
         classes = data_classes(test_data)
         save_grid(out / "classes.png", class_grid(model, classes, 10), nrow=10)
         idx = fixed_sample(len(test_data), 8, seed)
         grid = style_transfer_grid(model, test_data.batch(idx), test_data.labels[idx], classes)
         save_grid(out / "style_transfer.png", grid, nrow=classes + 1)
-    elif model.condition != "none" and hasattr(model, "side"):
+    elif caps.image_conditional:
         idx = fixed_sample(len(test_data), 8, seed)
-        keep = {"half": "left", "quadrants": "tl"}.get(model.condition, model.condition)
-        grid, _ = completion_rows(model, test_data.batch(idx), keep)
+        grid, _ = completion_rows(model, test_data.batch(idx), caps.default_completion)
         save_grid(out / "completions.png", grid, nrow=len(idx))
 
 

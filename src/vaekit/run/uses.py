@@ -6,14 +6,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .conditioning import one_hot
-from .errors import ConfigError
-from .models.base import inference
+from ..conditioning import one_hot
+from ..errors import ConfigError
+from ..models.base import inference
 
 
 def _require_labels(model) -> None:
-    if model.condition != "label":
-        raise ConfigError(f"this model is not conditioned on class labels (model.condition = {model.condition!r}); "
+    if not model.capabilities.label_conditional:
+        raise ConfigError(f"this model is not conditioned on class labels (its condition: "
+                          f"{model.capabilities.condition!r}); "
                           "conditional generation and style transfer need a label-conditional run (cvae, cvae_gan)")
 
 

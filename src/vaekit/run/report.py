@@ -57,6 +57,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+MODEL_PICTURES = "model_pictures.json"  # the model's own pictures in a run folder: [[stem, caption], ...]
+
+
+def model_pictures(out: Path) -> list[tuple[str, str]]:
+    path = out / MODEL_PICTURES
+    return [tuple(p) for p in json.loads(path.read_text())] if path.exists() else []
+
+
 def fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
 
@@ -138,6 +146,8 @@ def picture_sections(out: Path) -> list[Section]:
                                   "standard deviations around the first test image's code):"),
         Picture("traversals.png", "traversals"))
     add("Model-specific curves", Picture("training_curves.png", "training curves"))
+    for stem, caption in model_pictures(out):  # the model's own (`GenerativeModel.extra_pictures`)
+        add(caption, Picture(f"model-{stem}.png", caption))
     add("Samples for each class", Text("One row per class, z from the prior:"), Picture("classes.png", "classes"),
         Text("Style transfer (first column: a test image; then its code decoded with every label):"),
         Picture("style_transfer.png", "style transfer"))
@@ -166,10 +176,12 @@ def build_report(out: Path, cfg, saved: dict, result: dict, model=None) -> Repor
                Text("Per-image terms in nats (summed over pixels and latent dimensions, averaged over images)."),
                Table(["metric", "value"], [[k, fmt(v)] for k, v in result.items()
                                            if not k.startswith((_DIS, _DEC)) and not isinstance(v, list)])]
-    notes = model.report_notes(read_jsonl(out / "metrics.jsonl")) if hasattr(model, "report_notes") else []
+    notes = model.report_notes(read_jsonl(out / "metrics.jsonl")) if model is not None else []
     if notes:
         opening.append(Bullets(notes))
-    sections = [Section("", opening), *confusion_section(result, saved.get("class_names")),
+    own = [] if model is None else [Section(title, [Text(p) for p in paragraphs])
+                                    for title, paragraphs in model.report_sections(result)]
+    sections = [Section("", opening), *own, *confusion_section(result, saved.get("class_names")),
                 *decomposition_section(result), *disentanglement_section(result), *picture_sections(out)]
     return Report(f"{cfg.model_name} on {cfg.data.name}", sections)
 
@@ -235,7 +247,7 @@ def to_html(report: Report, folder: Path) -> str:
 
 def write_report(out: Path, cfg, saved: dict, result: dict, model=None) -> None:
     """report.md and report.html, from one `build_report`."""
-    from .train.checkpoint import write_text_atomic
+    from ..files import write_text_atomic
 
     report = build_report(out, cfg, saved, result, model)
     write_text_atomic(out / "report.md", to_markdown(report))
