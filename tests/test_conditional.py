@@ -58,9 +58,29 @@ def test_a_decoder_that_ignores_the_label_is_caught(cvae_digits):
     y = one_hot(labels, 10)
     right, blind = model.sample(1000, y), model.sample(1000, torch.zeros_like(y) + 0.1)
     f_test = extract_features(net, test)
-    acc = {name: class_conditional_quality(net, x, extract_features(net, x), f_test, test.labels)
+    acc = {name: class_conditional_quality(net, x, extract_features(net, x), f_test, test.labels, 10)
            ["conditional/label_accuracy"] for name, x in (("right", right), ("blind", blind))}
     assert acc["right"] > 0.3 and acc["blind"] < 0.2
+
+
+def test_class_conditional_quality_counts_the_classes_the_samples_were_drawn_for():
+    """Samples drawn for 4 training classes, scored against a test split whose labels stop at 2: a perfect
+    classifier is right on every sample (the classes come from the generation, not the test labels)."""
+    from vaekit.metrics.evaluate import class_conditional_quality
+
+    class Perfect(torch.nn.Module):  # reads the class off the image's constant value
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x.flatten(1)[:, 0].round().long(), 4).float() + 0 * self.w
+
+    fake = (torch.arange(40) % 4).float().view(40, 1, 1, 1).expand(40, 1, 4, 4)
+    test_labels = torch.arange(30) % 3
+    features = torch.randn(40, 3)
+    out = class_conditional_quality(Perfect(), fake, features, torch.randn(30, 3), test_labels, 4)
+    assert out["conditional/label_accuracy"] == 1.0 and out["conditional/chance_accuracy"] == 0.25
 
 
 def test_generate_and_style_transfer_from_the_command_line(cvae_digits, capsys, tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DERIVED, tiny_settings
+from conftest import DERIVED, TINY, tiny_settings
 from vaekit.cli.main import main
 from vaekit.run import resolve_config, train_run
 
@@ -167,7 +167,7 @@ def test_the_api_answers_for_every_family(server):
 def test_vaekit_compare_prints_one_row_per_run_and_json(runs, capsys):
     assert main(["compare", *map(str, runs)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 + len(runs) and "-log p(x) IWAE" in out[0]
+    assert len(out) == 2 + len(runs) + 1 and "-log p(x) IWAE" in out[0] and out[-1].startswith("* best among")
     assert main(["compare", *map(str, runs[:2]), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     saved = json.loads((runs[0] / "evaluation.json").read_text())
@@ -314,3 +314,28 @@ def test_serve_refuses_a_taken_port_and_a_missing_run_in_one_line(runs, tmp_path
     assert "cannot listen" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "nothing")]) == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+def test_compare_keeps_p_x_and_p_x_given_y_apart_and_stars_only_comparable_runs(tmp_path):
+    """A CVAE told the left half bounds -log p(x|y), a VAE -log p(x): separate columns, no star across
+    them, and the CVAE's -log p(missing | kept) has a column of its own."""
+    from vaekit.run.compare import compare_runs, format_table
+
+    runs = []
+    for name, over in (("vae", {}), ("cvae", {"condition": "left"}), ("vae", {"latent_dim": 3})):
+        cfg = resolve_config(name, base={"data": {"name": "digits"}, "model": {**TINY, **over}},
+                             overrides=["train.steps=3", "train.batch_size=32", "train.eval_every=0"])
+        out = tmp_path / f"{name}{len(runs)}"
+        train_run(cfg, out, progress=False, final_iw_samples=2, final_iw_images=5)
+        runs.append(out)
+    columns, rows = compare_runs(runs)
+    keys = [k for k, _, _ in columns]
+    assert "test/iwae_nll" in rows[0] and "test/iwae_nll" not in rows[1] and "test/iwae_nll|y" in rows[1]
+    assert "completion/left/nll" in rows[1] and "completion/left/nll" in keys
+    assert rows[0]["condition"] == "none" and rows[1]["condition"] == "left"
+    # the CVAE is alone among runs conditioned on the left half: starred nowhere, whatever its numbers
+    assert rows[1]["best"] == []
+    vae_best = {k for r in (rows[0], rows[2]) for k in r["best"]}
+    assert "test/iwae_nll" in vae_best and "test/ssim" in vae_best
+    table = format_table(columns, rows)
+    assert "-log p(x|y) IWAE" in table and "-log p(missing | left kept)" in table and "* best among" in table

@@ -198,3 +198,23 @@ def test_the_iwae_bound_uses_the_models_own_importance_weights_and_prior():
     model.log_importance_weights = lambda x, k, y=None, **kw: torch.full((k, len(x)), -7.0)
     result = evaluate_model(model, data, iw_samples=3)
     assert result["test/iwae_nll"] == pytest.approx(7.0)
+
+
+@pytest.mark.parametrize("condition", ["half", "quadrants"])
+def test_every_term_of_an_image_is_scored_on_one_draw_of_its_kept_part(condition, tiny_test_data):
+    """A model conditioned on a random kept part: the loss terms, the reconstruction and the IWAE bound of
+    an evaluation batch all see the same y (one mask per image), so per-image ELBO and IWAE agree on y."""
+    model = build_model("vae", model_config("vae", {**TINY, "condition": condition}), tiny_test_data.image_shape)
+    seen = []
+    encode = model.encode
+
+    def recording_encode(x, y=None):
+        seen.append(y.detach().clone())
+        return encode(x, y)
+
+    model.encode = recording_encode
+    evaluate_model(model, tiny_test_data, iw_samples=3, batch_size=500)
+    masks = {tuple(y[:, -1].flatten(1).tolist()[0]) for y in seen}  # first image's kept mask in every call
+    assert len(seen) >= 3 and len(masks) == 1
+    for y in seen[1:]:
+        assert torch.equal(y, seen[0][: len(y)])

@@ -155,3 +155,22 @@ def test_cli_trains_msvae_and_shows_every_stage(tmp_path, capsys):
     assert main(["train", "msvae", "--config", str(out / "config.toml"), "--steps", "2", "--out", str(tmp_path / "again"),
                  "--quiet", "--iw-samples", "0"]) == 0
     assert json.loads((tmp_path / "again" / "config.json").read_text())["model"] == saved["model"]
+
+
+@pytest.mark.parametrize("upsample", [1, 2])
+def test_a_multistage_model_on_a_base_conditioned_on_an_image_part_completes_and_resumes(tmp_path, capsys, upsample):
+    """msvae on a CVAE told the left half: the final evaluation completes the right half from the prior
+    (the kept part given to the base at its own resolution), writes its report, and --resume goes on."""
+    out = tmp_path / "ms"
+    argv = ["train", "msvae", "--data", "digits", "--steps", "4", "--out", str(out), "--quiet", "--iw-samples", "2",
+            "--set", "model.base=cvae", "--set", 'model.base_settings={condition = "left", latent_dim = 4, '
+            'base_channels = 4, max_channels = 8}', "--set", f"model.stages=[{{blocks = 1, channels = 4, "
+            f"upsample = {upsample}}}]", "--set", "train.batch_size=32", "--set", f"data.size={8 * upsample}"]
+    assert main(argv) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["completion/left/method"] == "prior" and 0 < result["completion/left/nll"]
+    assert result["iwae_of"] == "p(x|y)"
+    assert (out / "report.md").exists() and (out / "completions.png").exists()
+    assert main(["train", "msvae", "--out", str(out), "--resume", "--steps", "6", "--quiet", "--iw-samples", "2"]) == 0
+    assert json.loads((out / "evaluation.json").read_text())["step"] == 6
+    assert main(["complete", str(out), "--keep", "left", "-o", str(tmp_path / "c.png")]) == 0

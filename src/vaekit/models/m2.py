@@ -92,7 +92,8 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
             if len(u):
                 terms["bound/unlabelled"] = u.mean()
             return terms
-        # evaluation: U(x) of every image (the bound on log p(x) other models report as elbo) and, where
+        # evaluation: U(x) of every image (the bound on log p(x) other models report as elbo; its terms recon
+        # and kl under q(y|x), and kl_y = KL(q(y|x) || p(y)), so that elbo = -(recon + kl + kl_y)) and, where
         # the label is known, L(x, y) and the classification term; in chunks, so that one network call
         # holds at most IMAGES_PER_CALL rows whatever the number of classes
         per_image: dict[str, list[Tensor]] = {}
@@ -119,8 +120,11 @@ class M2(LikelihoodDecoder, SemiSupervisedBase):
         """Per image, from one enumerated pass: U(x), and where the label is known L(x, y) (the pass's
         column for y) and the classification term."""
         hidden = self.bounds(x, torch.full_like(labels, -1))
-        out = {"unlabelled": unlabelled_bound(hidden["per_class"], hidden["log_q_y"]), "recon": hidden["recon"],
-               "kl": hidden["kl"]}
+        log_q_y = hidden["log_q_y"]
+        # -U(x) = -E_q(y|x)[recon + KL_z] - KL(q(y|x) || p(y)) (eq. 7): the three terms add up to the elbo
+        kl_y = (log_q_y.exp() * (log_q_y - log_uniform_prior(self.classes))).sum(1)
+        out = {"unlabelled": unlabelled_bound(hidden["per_class"], log_q_y), "recon": hidden["recon"],
+               "kl": hidden["kl"], "kl_y": kl_y}
         lab = labels >= 0
         if bool(lab.any()):
             told = hidden["per_class"][lab].gather(1, labels[lab, None]).squeeze(1)  # L(x, y)

@@ -9,17 +9,40 @@ from pathlib import Path
 from ..errors import ConfigError
 from .configuration import read_run_config
 
-# the columns, in order, when any run has them: (key in evaluation.json, heading, lower is better?)
-METRICS = [("test/elbo", "ELBO", False), ("test/iwae_nll", "-log p(x) IWAE", True), ("test/recon", "recon", True),
-           ("test/kl", "KL", None), ("test/ssim", "SSIM", False), ("test/mse", "MSE", True),
-           ("samples/fd", "FD", True), ("samples/precision", "precision", False), ("samples/recall", "recall", False),
-           ("classification/error", "class. error", True), ("conditional/label_accuracy", "label acc.", False),
-           ("train_seconds_this_session", "train s", None)]
+# the columns, in order, when any run has them: (key, heading, lower is better?). Likelihood figures are
+# split by what they bound (`Capabilities.bound`): -log p(x) and -log p(x|y) are different quantities, and
+# so is each kept part's -log p(missing | kept): a column never mixes them.
+METRICS = [("test/elbo", "ELBO of p(x)", False), ("test/iwae_nll", "-log p(x) IWAE", True),
+           ("test/elbo|y", "ELBO of p(x|y)", False), ("test/iwae_nll|y", "-log p(x|y) IWAE", True),
+           ("test/recon", "recon", True), ("test/kl", "KL", None), ("test/ssim", "SSIM", False),
+           ("test/mse", "MSE", True), ("samples/fd", "FD", True), ("samples/precision", "precision", False),
+           ("samples/recall", "recall", False), ("classification/error", "class. error", True),
+           ("conditional/label_accuracy", "label acc.", False), ("train_seconds_this_session", "train s", None)]
+STAR_NOTE = "* best among runs on the same data with the same side information (condition)"
+
+
+def _bound(cfg, saved: dict, result: dict) -> str | None:
+    """What the run's ELBO and IWAE figures bound: as its evaluation says, or (an evaluation from before
+    it said) as the model declares."""
+    if "iwae_of" in result:
+        return result["iwae_of"]
+    from ..models import build_model
+
+    return build_model(cfg.model_name, cfg.model, saved["image_shape"]).capabilities.bound
+
+
+def _condition(cfg) -> str:
+    """The side information a run's model takes (a multi-stage model's is its base's)."""
+    model = cfg.model
+    settings = getattr(model, "base_settings", None)
+    if isinstance(settings, dict):
+        return str(settings.get("condition", "none"))
+    return str(getattr(model, "condition", "none"))
 
 
 def run_summary(run_dir: str | Path) -> dict:
-    """name, model, data, steps and every METRICS value a run's final evaluation has (none, and steps
-    None, before its final evaluation)."""
+    """name, model, data, steps, condition and every metric column a run's final evaluation has (none,
+    and steps None, before its final evaluation)."""
     cfg, saved = read_run_config(run_dir)
     path = Path(run_dir) / "evaluation.json"
     result = {}
@@ -31,33 +54,54 @@ def run_summary(run_dir: str | Path) -> dict:
         if not isinstance(result, dict):
             raise ConfigError(f"{path}: not an evaluation (a JSON {type(result).__name__})")
     data = cfg.data.name + ("" if cfg.data.binarize == "none" else f"+{cfg.data.binarize}")
-    row = {"run": str(run_dir), "model": cfg.model_name, "data": data, "steps": result.get("step")}
-    row.update({key: result[key] for key, _, _ in METRICS if isinstance(result.get(key), (int, float))})
+    row = {"run": str(run_dir), "model": cfg.model_name, "data": data, "steps": result.get("step"),
+           "condition": _condition(cfg)}
+    numbers = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if numbers.keys() & {"test/elbo", "test/iwae_nll"} and _bound(cfg, saved, result) == "p(x|y)":
+        for key in ("test/elbo", "test/iwae_nll"):  # a conditional run's figures bound log p(x|y)
+            if key in numbers:
+                numbers[f"{key}|y"] = numbers.pop(key)
+    row.update({key: numbers[key] for key, _, _ in METRICS if key in numbers})
+    row.update({k: v for k, v in numbers.items() if k.startswith("completion/") and k.endswith("/nll")})
     return row
 
 
 def compare_runs(run_dirs: list[str | Path]) -> tuple[list[tuple[str, str, bool | None]], list[dict]]:
-    """The METRICS columns any of the runs has, and one summary per run."""
+    """The metric columns any of the runs has, and one summary per run; each row's `best` lists the
+    columns in which it is the best of the runs comparable with it (same data, same condition)."""
     rows = [run_summary(r) for r in run_dirs]
     columns = [m for m in METRICS if any(m[0] in r for r in rows)]
+    keeps = sorted({k for r in rows for k in r if k.startswith("completion/") and k.endswith("/nll")})
+    columns += [(k, f"-log p(missing | {k.split('/')[1]} kept)", True) for k in keeps]
+    for r in rows:
+        r["best"] = []
+    for key, _, lower in columns:
+        if lower is None:
+            continue
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for r in rows:
+            if key in r:
+                groups.setdefault((r["data"], r["condition"]), []).append(r)
+        for group in groups.values():
+            if len(group) > 1:
+                best = (min if lower else max)(r[key] for r in group)
+                for r in group:
+                    if r[key] == best:
+                        r["best"].append(key)
     return columns, rows
 
 
 def format_table(columns, rows) -> str:
-    """An aligned text table; the best value of each metric marked with *."""
-    head = ["run", "model", "data", "steps", *[h for _, h, _ in columns]]
-    best = {}
-    for key, _, lower in columns:
-        values = [r[key] for r in rows if key in r]
-        if lower is not None and len(values) > 1:
-            best[key] = min(values) if lower else max(values)
+    """An aligned text table; the best value of each metric among comparable runs marked with *."""
+    head = ["run", "model", "data", "condition", "steps", *[h for _, h, _ in columns]]
     body = []
     for r in rows:
-        cells = [r["run"], r["model"], r["data"], str(r["steps"])]
+        cells = [r["run"], r["model"], r["data"], r["condition"], str(r["steps"])]
         for key, _, _ in columns:
             v = r.get(key)
-            cells.append("" if v is None else f"{v:.4g}" + ("*" if best.get(key) == v else ""))
+            cells.append("" if v is None else f"{v:.4g}" + ("*" if key in r["best"] else ""))
         body.append(cells)
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])
+    starred = any(r["best"] for r in rows)
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body), *([STAR_NOTE] if starred else [])])

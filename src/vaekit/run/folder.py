@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -42,12 +40,10 @@ from ..metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl
 from ..metrics.likelihood import IMAGES_PER_CALL
 from ..models import GenerativeModel, build_model
 from ..train import RunLock, Trainer, latest_checkpoint
-from ..train.trainer import truncate_jsonl
 from ..files import write_json_atomic, write_text_atomic
 from ..train.checkpoint import checkpoint_step, load_model_weights
 from ..train.lock import LOCK_NAME
-from .pictures import draw_run_pictures
-from .report import write_report
+from . import callbacks
 from .completion import evaluate_completion
 from .configuration import fill_from_data, read_run_config, resume_config
 
@@ -249,30 +245,17 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
              "vaekit_version": __version__, "torch_version": torch.__version__}
     if w.main:
         _write_settings(out, cfg, saved, kept, train_data)
-    t0 = time.perf_counter()
-    trainer.fit()
-    seconds = time.perf_counter() - t0
-    if not w.main:  # rank 0 evaluates, draws and reports; the others wait for it, so that no rank
-        distributed.barrier()  # leaves the group while another still holds its connections
-        return {}
-
     options = EvaluationOptions(iw_samples=final_iw_samples, iw_images=final_iw_images,
                                 images=cfg.train.final_eval_images or None, seed=cfg.train.seed, samples=0,
                                 completion_images=min(1000, cfg.train.final_eval_images or 1000), progress=progress)
-    result = evaluate_run(model, train_data, test_data, options, train_mean=train_mean)
-    result.update({"step": trainer.step, "train_seconds_this_session": round(seconds, 1),
-                   "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    if w.distributed:
-        result["processes"] = w.size
-    # the final point of the evaluation curves, once (a run killed after writing it evaluates again)
-    truncate_jsonl(out / "eval.jsonl", trainer.step - 1)
-    with open(out / "eval.jsonl", "a") as f:
-        f.write(json.dumps({k: v for k, v in result.items() if k != "evaluated_at"}) + "\n")
-    draw_run_pictures(out, model, test_data, cfg)
-    write_report(out, cfg, saved, result, model)
-    write_json_atomic(out / "evaluation.json", result)  # last: a run without it is finished by --resume
-    distributed.barrier()
-    return result
+    end = callbacks.RunEnd(out, cfg, saved, train_data, test_data)
+    final = callbacks.FinalEvaluation(end, lambda m: evaluate_run(m, train_data, test_data, options, train_mean=train_mean),
+                                      w.size)
+    for callback in (final, callbacks.Pictures(end),
+                     callbacks.Report(end), callbacks.EvaluationFile(end)):
+        trainer.add_callback("on_fit_end", callback)
+    trainer.fit()  # and then the callbacks, on rank 0; the other ranks return {}
+    return end.result
 
 
 def _write_settings(out: Path, cfg: RunConfig, saved: dict, kept, train_data) -> None:

@@ -113,6 +113,9 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     write_text_atomic(path, "".join(r + "\n" for r in rows))
 
 
+EVENTS = ("on_fit_end",)
+
+
 class Trainer:
     def __init__(self, model: GenerativeModel, train_data, config: TrainConfig, run_dir: str | Path | None = None,
                  evaluate: EvalFn | None = None, progress: bool = True, labelled_fraction: float = 0.5):
@@ -173,6 +176,22 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
         self.last_checkpoint_step: int | None = None
+        self.train_seconds = 0.0  # of this session's fit
+        self.callbacks: dict[str, list] = {event: [] for event in EVENTS}
+
+    # --- callbacks (minGPT's): what a run does around the loop, which knows nothing of it ----------
+    def add_callback(self, event: str, callback) -> None:
+        """Call `callback(trainer)` at `event`: "on_fit_end", on rank 0 alone, after the last step (a
+        run's final evaluation, pictures, report), every other rank waiting for it at one barrier."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown trainer event {event!r}; events are {', '.join(EVENTS)}")
+        self.callbacks[event].append(callback)
+
+    def trigger(self, event: str) -> None:
+        if self.writes:
+            for callback in self.callbacks[event]:
+                callback(self)
+        distributed.barrier()  # no rank leaves the group while another still holds its connections
 
     @property
     def total_steps(self) -> int:
@@ -312,7 +331,14 @@ class Trainer:
         return result
 
     def fit(self) -> dict:
-        """Train up to `total_steps`; return the last logged terms."""
+        """Train up to `total_steps`, then trigger "on_fit_end"; return the last logged terms."""
+        t0 = time.perf_counter()
+        last = self._loop()
+        self.train_seconds = time.perf_counter() - t0
+        self.trigger("on_fit_end")
+        return last
+
+    def _loop(self) -> dict:
         cfg, total = self.config, self.total_steps
         if self.step == 0:
             torch.manual_seed(self._rank_seed())
