@@ -1,7 +1,7 @@
 """Side information y: what a conditional model is told besides the image (Sohn et al. 2015; "When
 VAEs meet GANs", sec. 2.2 and 4.4).
 
-    log p(x|y) >= E_q(z|x,y)[log p(x|y,z)] - KL(q(z|x,y) || p(z|y))        (seed, sec. 2.2)
+    log p(x|y) >= E_q(z|x,y)[log p(x|y,z)] - KL(q(z|x,y) || p(z|y))        (the VAE/GAN survey, sec. 2.2)
 
 y is a class label (one-hot) or a part of the image itself: the kept left / right / top / bottom
 half, a half chosen at random per image ("half") so one model completes any of the four, or a random

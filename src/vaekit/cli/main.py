@@ -71,9 +71,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--disentanglement", choices=("fast", "full", "off"), default="fast",
                    help="on data with known factors (dsprites): MIG (disentanglement_lib's and Chen et al.'s "
-                        "posterior estimator, per factor too), beta-VAE, FactorVAE, DCI, SAP; fast encodes ~108k "
-                        "images, full disentanglement_lib's counts and every dSprites image (~3.6M encodes and ~3 min "
-                        "of MI estimation on 2 cores) (default fast)")
+                        "posterior estimator, per factor too), beta-VAE, FactorVAE, DCI, SAP; fast encodes ~68k "
+                        "images, full disentanglement_lib's counts and every dSprites image (~3.7M encodes) "
+                        "(default fast)")
     p.add_argument("--kl-decomposition", choices=("fast", "full", "off"), default="fast",
                    help="the KL split into index-code MI, total correlation and dimension-wise KL over the "
                         "training set (Chen et al. 2018): fast uses 10,000 images, full every image (default fast)")

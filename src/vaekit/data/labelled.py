@@ -1,4 +1,4 @@
-"""Partly labelled training data for semi-supervised models (Kingma et al. 2014; the seed's sec. 4.5:
+"""Partly labelled training data for semi-supervised models (Kingma et al. 2014; the VAE/GAN survey's sec. 4.5:
 "we retained only 1000 or 600 of the labels, with each label equally represented").
 
 A partly labelled split is the same ImageDataset with label -1 (`UNLABELLED`) on every image whose

@@ -1,5 +1,5 @@
 """Test classification error of a model that classifies (M2's and SSL-VAE-GAN's argmax q(y|x), a
-CVAE-GAN's discriminator), with its confusion matrix: the measure of the seed's Table 1 (sec. 4.5)."""
+CVAE-GAN's discriminator), with its confusion matrix: the measure of the VAE/GAN survey's Table 1 (sec. 4.5)."""
 
 from __future__ import annotations
 

@@ -102,8 +102,8 @@ def evaluate_disentanglement(model, factor_data, mode: str = "fast", seed: int =
     """MIG, beta-VAE, FactorVAE, DCI and SAP of the posterior means, and MIG from the whole posterior
     (`mig_posterior`, Chen et al. 2018 sec. 5), on a dataset with known factors (dSprites).
     mode "full": disentanglement_lib's counts (~2.9M images encoded) and the paper's MIG estimate
-    (every factor setting, 737,280 on dSprites, 10,000 samples per entropy; ~3 min of estimation on
-    2 CPU cores beside the encoding). mode "fast": ~58k images for the mean-based metrics and
+    (every factor setting, 737,280 on dSprites, 10,000 samples per entropy: ~3.7M encoded in all).
+    mode "fast": ~58k images for the mean-based metrics and
     `mig_posterior` on 10,000 uniformly drawn settings with 2,000 samples per entropy (~68k images
     encoded in all; its cost grows as n x samples x latent dimensions). Empty when
     the data has no factors or the model no posterior (or no factorised one: DRAW). Keys: disentanglement/<metric>[/<detail>]."""

@@ -8,7 +8,7 @@ it per dataset and image shape, and reuses it for every model: FD values are com
 runs that share the cached network (its JSON records the recipe, dataset and test accuracy), not
 with published FIDs. With real Inception weights, use inception.py instead.
 
-    net, info = get_feature_net(train, test)          # trains once (~1-2 min on Fashion-MNIST), cached
+    net, info = get_feature_net(train, test)          # trains once per dataset, cached
     f_real = extract_features(net, test)              # (N, feature_dim)
 """
 
@@ -87,13 +87,13 @@ class FeatureNetRecipe:
     decayed to 0 on a cosine, no augmentation."""
 
     seed: int = 0
-    epochs: int = 2  # Fashion-MNIST: 90.6% test accuracy in ~110 s on one busy CPU core
+    epochs: int = 2  # Fashion-MNIST: 90.6% test accuracy
     batch_size: int = 128
     lr: float = 1e-3
-    widths: tuple[int, ...] = (16, 32, 64)  # 32/64/128 trains ~2x slower on a CPU
+    widths: tuple[int, ...] = (16, 32, 64)
     feature_dim: int = 128
     max_train_images: int | None = 120_000  # a fixed uniform sample of a larger split (dSprites' 737,280
-    #                                         images would take ~30 min on 2 cores); None: every image
+    #                                         images would cost six times as much); None: every image
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.feature_dim < 1:

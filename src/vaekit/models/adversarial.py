@@ -53,7 +53,7 @@ def make_discriminator(c, image_shape, outputs: int, max_channels: int, downsamp
 
 
 class AdversarialObjective:
-    """Mixin: the generator and discriminator losses (2)-(3) of the seed (CVAE-GAN's k + 1-class form
+    """Mixin: the generator and discriminator losses (2)-(3) of the VAE/GAN survey (CVAE-GAN's k + 1-class form
     when the model has `classes`), split into Larsen et al.'s encoder / decoder / discriminator groups,
     for any encoder and decoder: VAE-GAN's and DRAW-GAN's. Needs `self.discriminator`, `self.classes`
     and a config with the DiscriminatorConfig weights."""

@@ -1,5 +1,5 @@
-"""DRAW (Gregor et al. 2015, "DRAW: A recurrent neural network for image generation"; the seed's
-sec. 2.4), conditional DRAW, and DRAW-GAN (the seed's sec. 3.4 and 4.6).
+"""DRAW (Gregor et al. 2015, "DRAW: A recurrent neural network for image generation"; the VAE/GAN survey's
+sec. 2.4), conditional DRAW, and DRAW-GAN (the VAE/GAN survey's sec. 3.4 and 4.6).
 
 One step t = 1 ... T, with c_0 = 0, h_dec_0 = 0 (Gregor et al., eqs. 3-8):
     x^_t = x - sigma(c_{t-1})                         the error image
@@ -8,10 +8,10 @@ One step t = 1 ... T, with c_0 = 0, h_dec_0 = 0 (Gregor et al., eqs. 3-8):
     z_t ~ q(z_t | h_enc_t) = N(mu_t, sigma_t^2)       mu_t, log sigma_t^2 linear in h_enc_t
     h_dec_t = LSTM_dec(h_dec_{t-1}, z_t)
     c_t = c_{t-1} + write(h_dec_t)                    a dense patch, or an attention write
-Loss (seed, sec. 2.4): L = L^x + L^z with L^x = -log D(x | c_T) (Bernoulli on sigma(c_T) by default)
+Loss (the VAE/GAN survey, sec. 2.4): L = L^x + L^z with L^x = -log D(x | c_T) (Bernoulli on sigma(c_T) by default)
 and L^z = sum_t KL(q(z_t | h_enc_t) || N(0, I)) = 1/2 sum_t (mu_t^2 + sigma_t^2 - log sigma_t^2) - T D / 2.
 Generation runs the decoder alone from z_t ~ N(0, I). Conditional DRAW feeds the one-hot label to
-both LSTMs at every step (the seed's sec. 2.4, like a CVAE).
+both LSTMs at every step (the VAE/GAN survey's sec. 2.4, like a CVAE).
 
 The latent code of the toolkit's contract is z = (z_1, ..., z_T) flattened, (B, T * D): the prior
 is N(0, I) over it and `decode(z)` is the generative model itself. The posterior is sequential: each
@@ -21,9 +21,9 @@ Gaussians met on the way); the IWAE bound uses the model's own sequential import
 the metrics that need a factorised q(z|x) (the KL decomposition, disentanglement, traversals by KL)
 say they do not apply (`factorised_posterior = False`).
 
-DRAW-GAN puts a discriminator on the final canvas, losses (2)-(3) of the seed with DRAW's encoder
+DRAW-GAN puts a discriminator on the final canvas, losses (2)-(3) of the VAE/GAN survey with DRAW's encoder
 and decoder as VAE-GAN's (vaekit.models.vaegan, Larsen et al.'s three groups); its reconstruction
-term is the pixel likelihood -log D(x | c_T), as the seed used (sec. 4.6: the Dis_l loss "did not
+term is the pixel likelihood -log D(x | c_T), as the VAE/GAN survey used (sec. 4.6: the Dis_l loss "did not
 give satisfactory performance"), or Larsen et al.'s L_llike^{Dis_l} (`reconstruction = "features"`).
 """
 
@@ -61,7 +61,7 @@ class DRAWConfig(ObservationConfig, ConditionConfig):
 
     glimpses: int = 64  # T, the number of steps
     latent_dim: int = 100  # D, the size of each z_t
-    encoder_hidden: int = 256  # LSTM units of the encoder (the seed's sec. 4.6: 256)
+    encoder_hidden: int = 256  # LSTM units of the encoder (the VAE/GAN survey's sec. 4.6: 256)
     decoder_hidden: int = 256  # LSTM units of the decoder
     attention: bool = True  # read and write through N x N Gaussian filterbanks; false: whole image, dense write
     read_size: int = field(default=2, metadata=applies_when(_attends, _ATTENTION))  # N of the read glimpse
@@ -211,7 +211,7 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
 
     # --- the objective ----------------------------------------------------------------------
     def elbo_terms(self, x: Tensor, y: Tensor | None) -> tuple[dict[str, Tensor], Unrolled]:
-        """L^x and L^z per image of one inference pass (seed, sec. 2.4), summed KL in closed form."""
+        """L^x and L^z per image of one inference pass (the VAE/GAN survey, sec. 2.4), summed KL in closed form."""
         run = self.unroll(x, y)
         recon = -self.likelihood.log_prob(run.canvas, x)  # (B,) L^x = -log D(x | c_T)
         kl = run.posterior().kl()  # (B,) L^z = sum_t KL(q(z_t | h_enc_t) || N(0, I))
@@ -284,7 +284,7 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
 
 @dataclass(frozen=True)
 class DRAWGANConfig(DRAWConfig, DiscriminatorConfig):
-    reconstruction: str = "pixel"  # pixel: -log D(x | c_T), as the seed (sec. 4.6) | features: L_llike^{Dis_l}
+    reconstruction: str = "pixel"  # pixel: -log D(x | c_T), as the VAE/GAN survey (sec. 4.6) | features: L_llike^{Dis_l}
     discriminator_max_channels: int = 128
 
     def __post_init__(self):

@@ -1,5 +1,5 @@
 """M2, the semi-supervised VAE of Kingma et al. 2014 ("Semi-supervised learning with deep generative
-models", sec. 3.1.2 and 3.2; the seed's sec. 2.3): y ~ Cat(uniform), z ~ N(0, I), x ~ p(x|y, z), with
+models", sec. 3.1.2 and 3.2; the VAE/GAN survey's sec. 2.3): y ~ Cat(uniform), z ~ N(0, I), x ~ p(x|y, z), with
 q(y|x) and q(z|x, y) (vaekit.models.semi_supervised).
 
 Labelled images are scored by L(x, y), unlabelled ones by U(x) = sum_y q(y|x) L(x, y) - H(q(y|x)),

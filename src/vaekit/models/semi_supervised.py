@@ -27,7 +27,7 @@ from .base import Batch, GenerativeModel
 @dataclass(frozen=True)
 class SemiSupervisedConfig:
     latent_dim: int = 50
-    architecture: str = "conv"  # conv | fc: the seed's sec. 4.5 networks | mlp: Kingma et al.'s (500 softplus)
+    architecture: str = "conv"  # conv | fc: the VAE/GAN survey's sec. 4.5 networks | mlp: Kingma et al.'s (500 softplus)
     width_factor: float = 1.0  # every hidden width of the architecture multiplied by this
     alpha_scale: float = 0.1  # Kingma et al.'s alpha = alpha_scale * N on E_labelled[-log q(y|x)]; 0 = no such term
     classes: int = 0  # k; 0 = from the data, set by the run

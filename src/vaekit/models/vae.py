@@ -37,7 +37,7 @@ _TC = "model.prior_term = 'tc' (beta-TCVAE)"
 
 @dataclass(frozen=True)
 class VAEConfig(LikelihoodConfig, ConditionConfig):
-    """A VAE; with `condition` a CVAE (Sohn et al. 2015; the seed's sec. 2.2): encoder, decoder and
+    """A VAE; with `condition` a CVAE (Sohn et al. 2015; the VAE/GAN survey's sec. 2.2): encoder, decoder and
     optionally the prior take side information y (vaekit.conditioning)."""
 
     beta: float = 1.0  # weight of the KL term; 1 is the ELBO, > 1 is beta-VAE

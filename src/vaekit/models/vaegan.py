@@ -10,7 +10,7 @@ the encoder minimises beta * L_KL + L_llike, the decoder gamma * L_llike + L_GAN
 discriminator minimises L_D only (the similarity never trains it). Three parameter groups, stepped
 together after all three gradients are computed, each from its own loss.
 
-CVAE-GAN (the seed's sec. 3.2), with `condition = "label"`: encoder and decoder take the label y
+CVAE-GAN (the VAE/GAN survey's sec. 3.2), with `condition = "label"`: encoder and decoder take the label y
 (a CVAE, vaekit.conditioning) and the discriminator outputs k + 1 classes, the last for generated
 images. With CE(p, c) = -log p_c:
     L_G = L_KL + L_llike + CE(D(Dec(z, y)), y) + CE(D(Dec(Enc(x, y), y)), y)

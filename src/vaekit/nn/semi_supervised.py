@@ -1,17 +1,17 @@
-"""The networks of M2 (Kingma et al. 2014) and of the seed's semi-supervised models (its sec. 4.5):
+"""The networks of M2 (Kingma et al. 2014) and of the VAE/GAN survey's semi-supervised models (its sec. 4.5):
 q(y|x), q(z|x, y) and p(x|y, z), with the trunk computed once per image so that every class can be
 tried in one batched pass (the unlabelled bound enumerates them).
 
     mlp  (Kingma et al.)   q(y|x): x -> 500 -> k;  q(z|x,y): [x, y] -> 500 -> (mu, logvar);
                            p(x|y,z): [z, y] -> 500 -> image; softplus, no batch norm
-    fc   (seed, FC)        h1 = x -> FC-1024 -> FC-1024;  logvar(x), logits(x) from h1;
+    fc   (survey, FC)        h1 = x -> FC-1024 -> FC-1024;  logvar(x), logits(x) from h1;
                            mu(x, y) = [h1, y] -> FC-1024 -> FC-D;  p: [z, y] -> 1024 -> 1024 -> image;
                            batch norm + softplus in every hidden layer
-    conv (seed, conv)      h1 = x -> conv5-20 -> pool -> conv5-50 -> pool -> FC-1024;  heads as fc;
+    conv (survey, conv)      h1 = x -> conv5-20 -> pool -> conv5-50 -> pool -> FC-1024;  heads as fc;
                            p: z -> FC-500 -> FC-(H/4 x W/4 x 50) -> up -> deconv5-20 -> up -> deconv5-C,
                            then [that, y] -> FC-512 -> image; batch norm + ReLU except the outputs
 
-The seed's logvar depends on x only (its Sigma(x)); Kingma et al.'s MLP reads y for both. Every hidden
+the VAE/GAN survey's logvar depends on x only (its Sigma(x)); Kingma et al.'s MLP reads y for both. Every hidden
 width is multiplied by `width_factor`. The decoder emits the likelihood's raw parameters.
 """
 
@@ -94,7 +94,7 @@ class SemiSupervisedNetworks(nn.Module):
     def decode(self, z: Tensor, y: Tensor) -> Tensor:
         """The likelihood's raw parameters of p(x|y, z). (B, C, H, W)"""
         y = y.to(z)
-        if self.architecture == "conv":  # y joins after the deconvolutions (the seed's P network)
+        if self.architecture == "conv":  # y joins after the deconvolutions (the VAE/GAN survey's P network)
             out = self.decoder_head(torch.cat([self.decoder_body(z), y], 1))
         else:
             out = self.decoder_body(torch.cat([z, y], 1))

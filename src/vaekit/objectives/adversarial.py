@@ -1,6 +1,6 @@
 """The GAN losses (Goodfellow et al. 2014), written once: non-saturating generator loss and the
 discriminator's cross-entropy, on logits, per image (B,); and the cross-entropy of a (k + 1)-class
-discriminator (CVAE-GAN, SSL-GAN: the seed's sec. 3.2-3.3)."""
+discriminator (CVAE-GAN, SSL-GAN: the VAE/GAN survey's sec. 3.2-3.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The semi-supervised objective of M2 (Kingma et al. 2014, eq. 6-9; the seed's sec. 2.3), per image.
+"""The semi-supervised objective of M2 (Kingma et al. 2014, eq. 6-9; the VAE/GAN survey's sec. 2.3), per image.
 
     L(x, y) = -E_q(z|x,y)[log p(x|y, z) + log p(y) + log p(z) - log q(z|x, y)]        (labelled)
     U(x)    = sum_y q(y|x) L(x, y) - H(q(y|x))                                       (unlabelled)

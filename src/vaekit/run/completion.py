@@ -1,9 +1,9 @@
 """Image completion: fill the missing part of an image from its kept part, a half or 1-3 quadrants (the
-seed's sec. 4.4.1; Sohn et al.'s quadrants).
+VAE/GAN survey's sec. 4.4.1; Sohn et al.'s quadrants).
 
 Two ways, one entry point (`complete`):
 - a CVAE conditioned on the kept part (model.condition = that half, "half" or "quadrants"): decode draws of
-  z ~ p(z|y) with y the kept part (the seed's figure 8), or the prior's mean for a point estimate;
+  z ~ p(z|y) with y the kept part (the VAE/GAN survey's figure 8), or the prior's mean for a point estimate;
 - any unconditional model, by inference on the observed pixels:
   "optimise": z* = argmax_z log p(x_obs | z) + log p(z), the likelihood over the kept pixels only
   (Adam on z from the code of the mean-filled image), then decode z*; needs a likelihood p(x|z);

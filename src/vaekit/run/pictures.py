@@ -134,7 +134,7 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
 
 
 def draw_conditional_pictures(out: Path, model: GenerativeModel, test_data, seed: int) -> None:
-    """A label-conditional run: samples with one row per class (the seed's figures 6-7) and style
+    """A label-conditional run: samples with one row per class (the VAE/GAN survey's figures 6-7) and style
     transfer (figure 9); a run conditioned on an image part: completions of test images (figure 8)."""
     from .completion import completion_rows
     from .uses import class_grid, style_transfer_grid

@@ -1,4 +1,4 @@
-"""Class-conditional generation and style transfer with a label-conditional model (the seed's
+"""Class-conditional generation and style transfer with a label-conditional model (the VAE/GAN survey's
 sec. 4.3 and 4.4.2, figures 6, 7 and 9)."""
 
 from __future__ import annotations
