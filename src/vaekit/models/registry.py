@@ -9,6 +9,7 @@ from typing import Any
 from ..config import from_dict
 from ..errors import ConfigError
 from .base import DataFacts, GenerativeModel
+from .dip_vae import DIPVAE, DIPVAEConfig, dip_vae_ii_preset
 from .draw import DRAW, DRAWGAN, DRAWConfig, DRAWGANConfig
 from .introvae import IntroVAE, IntroVAEConfig
 from .m2 import M2, M2Config
@@ -44,6 +45,8 @@ register("beta_vae", VAE, VAEConfig(beta=4.0), "beta-VAE: a VAE whose KL weight 
 register("btcvae", VAE, VAEConfig(prior_term="tc", beta=6.0),
          "beta-TCVAE: the KL split into MI, total correlation and dimension-wise KL, weighted alpha, beta, gamma",
          "Chen et al. 2018, Isolating Sources of Disentanglement in Variational Autoencoders")
+register("dip_vae", DIPVAE, DIPVAEConfig())
+register("dip_vae_ii", DIPVAE, dip_vae_ii_preset(), "DIP-VAE-II: the ELBO plus moment matching of q(z)'s covariance to I")
 register("residual_vae", MultiStageVAE, residual_vae_preset(),
          "Residual-VAE: the decoder followed by residual blocks, one likelihood on the refined output (eq. 2.9)")
 register("msvae", MultiStageVAE, msvae_preset(),
@@ -55,7 +58,7 @@ register("introvae_64", IntroVAE, IntroVAEConfig(beta=2.0, pretrain_epochs=0.1),
          "IntroVAE for 64x64 images: beta scaled to 2 (beta * pixels as at 28x28), m = 35, 0.1 epoch of VAE "
          "pre-training (alpha = 0) first; settings tested on 64x64")
 register("vaegan", VAEGAN, VAEGANConfig())
-# The seed's sec. 4.3 networks (DCGAN-like strided convolutions, latent 50), scaled to the image size by
+# the VAE/GAN survey's sec. 4.3 networks (DCGAN-like strided convolutions, latent 50), scaled to the image size by
 # the conv encoder/decoder; its learning rates: 1e-3 for VAEs, 1e-4 with a GAN (sec. 4).
 _SEED_NETWORKS = dict(latent_dim=50, base_channels=32, max_channels=128)
 register("cvae", VAE, VAEConfig(condition="label", **_SEED_NETWORKS),
@@ -66,7 +69,7 @@ register("cvae_gan", VAEGAN, VAEGANConfig(condition="label", **_SEED_NETWORKS),
          "CVAE-GAN: a CVAE with a (k+1)-class discriminator, the extra class for generated images",
          "When Variational Auto-encoders meet Generative Adversarial Networks (sec. 3.2); Larsen et al. 2016",
          train={"lr": 1e-4, "batch_size": 100})
-# Semi-supervised (the seed's sec. 4.5, its learning rates as above): train with --set data.labelled=N
+# Semi-supervised (the VAE/GAN survey's sec. 4.5, its learning rates as above): train with --set data.labelled=N
 register("m2", M2, M2Config(), train={"lr": 1e-3, "batch_size": 100})
 register("ssl_vaegan", SSLVAEGAN, SSLVAEGANConfig(), train={"lr": 1e-4, "batch_size": 100})
 # DRAW (Gregor et al.'s Table 3 settings: T = 64, read N = 2, write N = 5, z of 100, LSTMs of 256; their lr 1e-3)
