@@ -54,7 +54,7 @@ VARIANTS = {"cvae_half_learned_prior": ("cvae", {"condition": "half", "prior": "
             "cvae_quadrants": ("cvae", {"condition": "quadrants"}),
             "m2_fc_gaussian": ("m2", {"architecture": "fc", "likelihood": "gaussian"}),
             "m2_mlp": ("m2", {"architecture": "mlp"}),
-            "ssl_vaegan_mlp": ("ssl_vaegan", {"architecture": "mlp", "entropy_weight": -1.0}),
+            "ssl_vaegan_mlp": ("ssl_vaegan", {"architecture": "mlp", "entropy_weight": 1.0}),
             "draw_gaussian_no_attention": ("draw", {"likelihood": "gaussian", "attention": False}),
             "conditional_draw_gan_features": ("draw_gan", {"condition": "label", "reconstruction": "features"})}
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import paper_losses as paper
 from conftest import tiny_settings
 from vaekit.cli.main import main
 from vaekit.config import TrainConfig
@@ -157,16 +158,41 @@ def test_the_iwae_bound_with_k_1_is_draws_own_elbo_estimate_and_tightens_with_k(
     assert bound[1] < bound[10] < bound[100]  # tighter (higher log p(x)) with more draws
 
 
-def test_iwae_weights_are_the_same_whatever_the_chunking():
+def test_iwae_weights_are_the_same_whatever_the_chunking(monkeypatch):
+    """Column i of the (K, B) weights is image i's, however the images and draws are cut into calls.
+    Exactly, on the deterministic path (every z_t at its mean): each image's weight is then one number,
+    written out from its own unroll, and the five images' numbers lie far apart (against the tolerance),
+    so a chunk's columns permuted or shifted, or chunks put back in another order, cannot pass. With the
+    noise on, every draw is fresh (no call repeats another's) and each image's mean log weight agrees
+    between two cuts within Monte-Carlo error."""
     model = make(glimpses=2).eval()
     x = images(5, seed=2)
-    torch.manual_seed(0)
-    a = model.log_importance_weights(x, 4, images_per_call=1000)
-    torch.manual_seed(0)
-    b = model.log_importance_weights(x, 4, images_per_call=1000)
-    torch.testing.assert_close(a, b)
-    c = model.log_importance_weights(x, 4, images_per_call=3)  # other chunks: same shape, finite
-    assert c.shape == (4, 5) and torch.isfinite(c).all()
+    k = 6
+    with torch.no_grad():
+        own = []
+        for i in range(5):  # image i alone, z_t = mu_t: log p(x|z) + log N(z; 0, I) - log q(z|x)
+            run = model.unroll(x[i:i + 1], mean_path=True)
+            z = run.z.flatten(1)
+            log_px = -F.binary_cross_entropy_with_logits(run.canvas, x[i:i + 1], reduction="none").sum()
+            own.append(log_px - 0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1) - run.posterior().log_prob(z))
+        own = torch.cat(own)  # (5,)
+        gaps = (own[:, None] - own[None]).abs() + torch.eye(5) * 1e9
+        assert float(gaps.min()) > 0.01  # a hundred times the tolerance below: each image's weight tells it apart
+        with monkeypatch.context() as m:
+            m.setattr(torch, "randn_like", torch.zeros_like)  # z_t = mu_t + sigma_t * 0
+            # 1 and 2 images per call cut the images into chunks of 1 and of 2 + 2 + 1, 3 into 3 + 2 with
+            # one draw per call; 7 and 10 keep the five together, 1 and 2 draws per call; 1000 all at once
+            for per_call in (1, 2, 3, 7, 10, 1000):
+                w = model.log_importance_weights(x, k, images_per_call=per_call)
+                torch.testing.assert_close(w, own.expand(k, 5), msg=f"images_per_call={per_call}")
+        means = {}
+        for per_call in (3, 1000):
+            torch.manual_seed(0)
+            w = model.log_importance_weights(x, 400, images_per_call=per_call)  # (400, 5)
+            assert all(len(w[:, i].unique()) == 400 for i in range(5))  # no draw repeated across calls
+            means[per_call] = (w.mean(0), w.std(0) / 20)  # each image's mean and its standard error
+    (a, se_a), (b, se_b) = means[3], means[1000]
+    assert bool(((a - b).abs() < 5 * (se_a ** 2 + se_b ** 2).sqrt()).all()), (a - b, se_a, se_b)
 
 
 def test_generation_runs_the_decoder_alone_and_decode_stages_ends_at_the_output():
@@ -198,40 +224,26 @@ def test_draw_refuses_side_information_it_cannot_take():
 
 @pytest.mark.parametrize("reconstruction", ["pixel", "features"])
 def test_draw_gan_groups_step_with_the_gradients_of_losses_2_and_3_written_out(reconstruction):
+    """Sec. 3.4: DRAW as VAE-GAN's black-box generator, losses (2)-(3) as written out in paper_losses, with
+    DRAW's L^x = -log D(x | c_T) (sec. 4.6) or L_llike^{Dis_l} as the reconstruction and L^z as L_KL."""
     model = make("draw_gan", glimpses=2, discriminator_norm="none", beta=2.0, gamma=3.0, adversarial_weight=0.5,
                  reconstruction=reconstruction)
-    before = copy.deepcopy(model)
     B = 6
     x = (images(B) > 0.5).float()
-    data = ImageDataset("blobs", "train", (x * 255).to(torch.uint8), None, None, "memory")
-    trainer = Trainer(model, data, TrainConfig(steps=1, batch_size=B, log_every=1), progress=False)
-    torch.manual_seed(2)
-    trainer.train_step(Batch(x))
+    before, model = paper.step_once(model, x, seed=2)
 
     torch.manual_seed(2)  # the draws the model makes: the posterior's, then z_p
     run = before.unroll(x)
-    x_tilde = torch.sigmoid(run.canvas)
-    x_p = before.decode(torch.randn(B, before.config.code_size))
-    kl = 0.5 * (run.mu.pow(2) + run.logvar.exp() - 1 - run.logvar).sum((1, 2))
-    nll = F.binary_cross_entropy_with_logits(run.canvas, x, reduction="none").flatten(1).sum(1)
+    x_tilde = torch.sigmoid(run.canvas)  # Dec(Enc(x)): the final canvas's means
+    x_p = before.decode(torch.randn(B, before.config.code_size))  # Dec(z_p), z_p ~ N(0, I) at every step
     D = before.discriminator
-    real_logit, real_maps = D.forward_with_features(x)
-    _, tilde_maps = D.forward_with_features(x_tilde)
-    llike = 0.5 * (tilde_maps[-1] - real_maps[-1].detach()).pow(2).flatten(1).sum(1)
-    rec = nll if reconstruction == "pixel" else llike
-    log_d = lambda t: F.logsigmoid(D(t)).squeeze(1)  # noqa: E731  log D(.)
-    log_1md = lambda t: F.logsigmoid(-D(t)).squeeze(1)  # noqa: E731  log (1 - D(.))
-    by_hand = {"loss/encoder": (2.0 * kl + rec).mean(),
-               "loss/decoder": (3.0 * rec + 0.5 * (-log_d(x_p) - log_d(x_tilde))).mean(),
-               "loss/discriminator": (-log_d(x) - log_1md(x_p.detach()) - log_1md(x_tilde.detach())).mean()}
-    groups, groups_before = model.optim_groups(), before.optim_groups()
-    assert set(groups) == set(by_hand)
-    for name, params in groups_before.items():
-        want = torch.autograd.grad(by_hand[name], params, retain_graph=True, allow_unused=True)
-        for p, g in zip(groups[name], want):
-            torch.testing.assert_close(p.grad, torch.zeros_like(p) if g is None else g, rtol=1e-4, atol=1e-5)
-    every = [p for ps in groups.values() for p in ps]
-    assert len({id(p) for p in every}) == len(every) == len(list(model.parameters()))
+    logit_x, maps_x = D.forward_with_features(x)
+    logit_tilde, maps_tilde = D.forward_with_features(x_tilde)
+    rec = (paper.bernoulli_nll(run.canvas, x) if reconstruction == "pixel"
+           else paper.llike(maps_x[-1], maps_tilde[-1]))
+    losses = paper.vaegan_losses(paper.kl_to_standard_normal(run.mu, run.logvar), rec, logit_x, D(x_p), logit_tilde,
+                                 beta=2.0, gamma=3.0, adversarial_weight=0.5)
+    paper.assert_each_group_stepped_with(model, before, losses)
 
 
 # --- a run: pictures, commands --------------------------------------------------------------------

@@ -355,3 +355,19 @@ def test_data_weighting_is_an_unbiased_estimate_of_j_alpha_over_n(monkeypatch):
     unlabelled = 4 * t["bound/unlabelled"]
     torch.testing.assert_close(t["loss"], (labelled + unlabelled) / 8)
     torch.testing.assert_close(data.loss(Batch(x, labels))["loss"], (0.1 * 8 / 4 * labelled + 0.9 * 8 / 4 * unlabelled) / 8)
+
+
+def test_ssl_vaegan_default_entropy_term_is_minus_h_as_in_m2():
+    """Sec. 3.3's -U(x) = sum_y Q(y|x)(-L(x, y)) + H(Q(y|x)) is a bound to maximise, so the loss minimised
+    carries -H(q(y|x)), M2's sign (U(x) = sum_y q L - H), which pushes q(y|x) towards higher entropy; the
+    literal +H of L_G,unobserved is entropy_weight=1, not the default."""
+    x, labels = images(8), torch.tensor([0, 1, 2, 3, -1, -1, -1, -1])
+    default, without = make("ssl_vaegan", architecture="mlp"), make("ssl_vaegan", architecture="mlp", entropy_weight=0.0)
+    torch.manual_seed(1)
+    with_h = default.loss(Batch(x, labels))["loss/encoder"]
+    torch.manual_seed(1)
+    no_h = without.loss(Batch(x, labels))["loss/encoder"]
+    log_q = default.classify(x)[labels < 0]
+    h = -(log_q.exp() * log_q).sum(1)  # (n_u,)
+    assert float(h.min().detach()) > 0.1
+    torch.testing.assert_close(with_h - no_h, -h.sum() / len(x), rtol=1e-4, atol=1e-5)

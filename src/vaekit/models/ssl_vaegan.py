@@ -1,12 +1,16 @@
-"""SSL-VAE-GAN: M2's networks with CVAE-GAN's (k + 1)-class discriminator (the seed's sec. 3.3).
+"""SSL-VAE-GAN: M2's networks with CVAE-GAN's (k + 1)-class discriminator ("When VAEs meet GANs", sec. 3.3).
 
 Labelled images (x, y) take CVAE-GAN's losses (sec. 3.2) with y. For an unlabelled image every term
 that needs a label is averaged over q(y|x), every class tried in one batched pass (sec. 3.3):
-    L_G,unobserved = L_KL + H(q(y|x)) + sum_y q(y|x) (L_llike^{Dis_l}(y) + CE(D(Dec(z, y)), y)
+    L_G,unobserved = L_KL - H(q(y|x)) + sum_y q(y|x) (L_llike^{Dis_l}(y) + CE(D(Dec(z, y)), y)
                                                      + CE(D(Dec(Enc(x, y), y)), y))
     L_D            = sum_y q(y|x) (CE(D(x), y) + CE(D(Dec(z, y)), y_fake) + CE(D(Dec(Enc(x, y), y)), y_fake))
-with L_KL = sum_y q(y|x) KL(q(z|x, y) || N(0, I)) (q(z|x, y) depends on y) and the entropy term as the
-seed writes it, +H, weighted by `entropy_weight` (-1 gives M2's -H). The generator loss is split as
+with L_KL = sum_y q(y|x) KL(q(z|x, y) || N(0, I)) (q(z|x, y) depends on y). The entropy term is
+`entropy_weight` * H(q(y|x)) in the loss minimised, by default -1: the sign of the section's own
+-U(x) = sum_y Q(y|x)(-L(x, y)) + H(Q(y|x)), a bound to maximise, whose H "regularises Q as before", i.e.
+M2's U(x) = sum_y q(y|x) L(x, y) - H(q(y|x)), which keeps q(y|x) from collapsing onto one class.
+`entropy_weight=1` is L_G,unobserved's +H as the paper prints it, which rewards confident q(y|x)
+(benchmarks/results/ssl_entropy_sign.md measures both). The generator loss is split as
 Larsen et al.'s (vaekit.models.vaegan): the encoder (q(y|x) and q(z|x, y)) minimises
 beta * L_KL + L_llike + the entropy term + alpha * CE(q(y|x), y) on labelled images (M2's
 classification term, which alone teaches q(y|x) the labels); the decoder gamma * L_llike + the GAN
@@ -36,7 +40,9 @@ from .adversarial import DiscriminatorConfig, make_discriminator
 @dataclass(frozen=True)
 class SSLVAEGANConfig(SemiSupervisedConfig, DiscriminatorConfig):
     discriminator_max_channels: int = 128  # the CVAE-GAN preset's discriminator (32 -> 64 -> 128)
-    entropy_weight: float = 1.0  # the unlabelled encoder loss's weight on H(q(y|x)): +1 as sec. 3.3 writes it
+    # the unlabelled encoder loss's weight on H(q(y|x)): -1 is -U(x)'s (and M2's) -H, which pushes q(y|x)
+    # towards higher entropy; +1 is L_G,unobserved's +H as sec. 3.3 prints it, which pushes it onto one class
+    entropy_weight: float = -1.0
 
     def __post_init__(self):
         self.check_semi_supervised()
