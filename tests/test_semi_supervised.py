@@ -371,3 +371,16 @@ def test_ssl_vaegan_default_entropy_term_is_minus_h_as_in_m2():
     h = -(log_q.exp() * log_q).sum(1)  # (n_u,)
     assert float(h.min().detach()) > 0.1
     torch.testing.assert_close(with_h - no_h, -h.sum() / len(x), rtol=1e-4, atol=1e-5)
+
+
+def test_m2s_evaluation_terms_add_up_to_its_elbo():
+    """-U(x) = -E_q(y|x)[recon + KL_z] - KL(q(y|x) || p(y)): recon, kl and kl_y add up to -elbo."""
+    from conftest import tiny_settings
+    from vaekit.models import build_model, model_config
+
+    model = build_model("m2", model_config("m2", tiny_settings("m2")), (1, 16, 16)).eval()
+    x = torch.rand(7, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        terms = model.loss(Batch(x, torch.tensor([0, 1, -1, 2, -1, 3, 0])))
+    torch.testing.assert_close(terms["elbo"], -(terms["recon"] + terms["kl"] + terms["kl_y"]), rtol=1e-5, atol=1e-4)
+    assert float(terms["kl_y"]) > 0
