@@ -149,7 +149,7 @@ def test_iwae_decodes_at_most_images_per_call_whatever_k_and_the_batch():
     model = _vae()
     seen = []
     original = model.log_likelihood
-    model.log_likelihood = lambda x, z, *rest: (seen.append(len(x)), original(x, z, *rest))[1]
+    model.log_likelihood = lambda x, z, *rest, **kw: (seen.append(len(x)), original(x, z, *rest, **kw))[1]
     x = blob_images(7, 16).float() / 255
     log_w = log_importance_weights(model, x, 50, images_per_call=12)
     assert log_w.shape == (50, 7) and torch.isfinite(log_w).all()
