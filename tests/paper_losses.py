@@ -102,7 +102,8 @@ def ssl_vaegan_losses(told, log_q, labels, *, alpha, entropy_weight):
     A labelled image takes CVAE-GAN's losses with its label, and M2's classification term
     alpha * CrossEntropy(Q(y|x), y) in the encoder's (sec. 2.3, "in [10], they also add ..."). An
     unlabelled one averages every term that needs a label over Q(y|x):
-        L_G,unobserved = L_KL + H(Q(y|x)) + sum_y Q(y|x) (L_llike^{Dis_l} + CE(D(Dec(z, y)), y) + CE(D(Dec(Enc(x, y), y)), y))
+        L_G,unobserved = L_KL + H(Q(y|x)) + sum_y Q(y|x) (L_llike^{Dis_l} + CE(D(Dec(z, y)), y)
+                                                         + CE(D(Dec(Enc(x, y), y)), y))
         L_D            = sum_y Q(y|x) (CE(D(x), y) + CE(D(Dec(z, y)), y_fake) + CE(D(Dec(Enc(x, y), y)), y_fake))
     with L_KL = sum_y Q(y|x) KL(q(z|x, y) || N(0, I)) (as in U(x): q(z|x, y) depends on y) and H weighted
     by `entropy_weight`: +1 is L_G,unobserved as printed, -1 the sign of -U(x) = ... + H(Q(y|x)), a bound

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import paper_losses as paper
 from conftest import TINY
 from vaekit.config import TrainConfig
 from vaekit.errors import ConfigError, TrainingDiverged
@@ -316,29 +317,26 @@ def test_introvae_phase_1_needs_phase_0():
         make("introvae").loss(Batch(images(4)), 0, 1)
 
 
-def test_vaegan_groups_get_the_gradients_of_their_own_losses():
-    """Encoder: beta KL + L_llike; decoder: gamma L_llike + GAN (eq. 2); discriminator: eq. 3 only -
-    the learned similarity never trains the discriminator, so gamma cannot change its gradient."""
-    grads = {}
-    for gamma in (0.0, 5.0):
-        model = make("vaegan", gamma=gamma, norm="none", discriminator_norm="none")
-        x = images(8)
-        torch.manual_seed(2)
-        terms = model.loss(Batch(x))
-        for group, params in model.optim_groups().items():
-            grads[(group, gamma)] = torch.autograd.grad(terms[group], params, retain_graph=True)
-        # the decoder's GAN term is -log D of both fakes, D(x_p) and D(Dec(Enc(x))), from their logits
-        torch.manual_seed(2)  # the model's draws: z = mu + sigma * eps, then z_p
-        mu, logvar = model.encoder(x).chunk(2, dim=1)
-        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-        x_tilde, x_p = torch.sigmoid(model.decoder(z)), torch.sigmoid(model.decoder(torch.randn_like(z)))
-        gan = (-F.logsigmoid(model.discriminator(x_p)) - F.logsigmoid(model.discriminator(x_tilde))).mean()
-        torch.testing.assert_close(terms["adv/g"], gan)
-        torch.testing.assert_close(terms["loss/decoder"], gamma * terms["llike"] + gan)  # eq. 2, weight 1
-    same = all(torch.equal(a, b) for a, b in zip(grads[("loss/discriminator", 0.0)], grads[("loss/discriminator", 5.0)]))
-    assert same
-    assert not all(torch.equal(a, b) for a, b in zip(grads[("loss/decoder", 0.0)], grads[("loss/decoder", 5.0)]))
-    assert all(torch.equal(a, b) for a, b in zip(grads[("loss/encoder", 0.0)], grads[("loss/encoder", 5.0)]))
+@pytest.mark.parametrize("gamma", [0.0, 5.0])
+def test_vaegan_groups_get_the_gradients_of_their_own_losses(gamma):
+    """One trainer step: each group stepped with the gradient of its loss as sec. 3.1 writes it
+    (paper_losses): encoder beta L_KL + L_llike, decoder gamma L_llike - log D(Dec(z_p)) - log D(Dec(Enc(x)))
+    (eq. 2), discriminator eq. 3 alone - the learned similarity never trains the discriminator, so gamma
+    is nowhere in its loss."""
+    model = make("vaegan", gamma=gamma, beta=2.0, adversarial_weight=0.5, norm="none", discriminator_norm="none")
+    x = images(8)
+    before, model = paper.step_once(model, x, seed=2)
+
+    torch.manual_seed(2)  # the model's draws: z = mu + sigma * eps, then z_p
+    mu, logvar = before.encoder(x).chunk(2, dim=1)
+    z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+    x_tilde, x_p = torch.sigmoid(before.decoder(z)), torch.sigmoid(before.decoder(torch.randn_like(z)))
+    D = before.discriminator
+    logit_x, maps_x = D.forward_with_features(x)
+    logit_tilde, maps_tilde = D.forward_with_features(x_tilde)
+    losses = paper.vaegan_losses(paper.kl_to_standard_normal(mu, logvar), paper.llike(maps_x[-1], maps_tilde[-1]),
+                                 logit_x, D(x_p), logit_tilde, beta=2.0, gamma=gamma, adversarial_weight=0.5)
+    paper.assert_each_group_stepped_with(model, before, losses)
 
 
 def test_vaegan_discriminator_loss_does_not_reach_the_generator():
@@ -440,41 +438,32 @@ def test_introvae_report_ignores_generated_kls_during_pretraining():
 
 
 def test_cvae_gan_groups_get_the_gradients_of_the_seeds_losses_written_out():
-    """Sec. 3.2, with D a (k + 1)-class softmax and y_fake = k:
-    L_D = CE(D(x), y) + CE(D(Dec(z, y)), y_fake) + CE(D(Dec(Enc(x, y), y)), y_fake), fakes detached;
+    """One trainer step: each group stepped with the gradient of its loss as sec. 3.2 writes it
+    (paper_losses), D a (k + 1)-class softmax, y_fake = k:
+    L_D = CE(D(x), y) + CE(D(Dec(z, y)), y_fake) + CE(D(Dec(Enc(x, y), y)), y_fake);
     the generator's CE(D(Dec(z, y)), y) + CE(D(Dec(Enc(x, y), y)), y) in the decoder's loss beside
-    gamma L_llike; the encoder's beta KL + L_llike. Each group's gradient from its own loss only."""
+    gamma L_llike; the encoder's beta L_KL + L_llike."""
     k = 4
-    model = make("cvae_gan", classes=k, norm="none", discriminator_norm="none", gamma=2.0, beta=3.0)
+    model = make("cvae_gan", classes=k, norm="none", discriminator_norm="none", gamma=2.0, beta=3.0,
+                 adversarial_weight=0.5)
     x, labels = images(8), torch.arange(8) % k
-    torch.manual_seed(2)
-    terms = model.loss(Batch(x, labels))
+    before, model = paper.step_once(model, x, labels, seed=2)
 
     torch.manual_seed(2)  # the model's draws: z = mu + sigma * eps, then z_p ~ N(0, I)
     onehot = F.one_hot(labels, k).float()
-    mu, logvar = model.encoder(torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *SHAPE[1:])], 1)).chunk(2, 1)
+    mu, logvar = before.encoder(torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *SHAPE[1:])], 1)).chunk(2, 1)
     z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-    z_p = torch.randn_like(z)
-    x_tilde = torch.sigmoid(model.decoder(torch.cat([z, onehot], 1)))
-    x_p = torch.sigmoid(model.decoder(torch.cat([z_p, onehot], 1)))
-    D = model.discriminator
-    fake = torch.full_like(labels, k)
-    ce = lambda logits, target: F.cross_entropy(logits, target, reduction="none")  # noqa: E731
-    loss_d = (ce(D(x), labels) + ce(D(x_p.detach()), fake) + ce(D(x_tilde.detach()), fake)).mean()
-    _, real_maps = D.forward_with_features(x)
-    _, tilde_maps = D.forward_with_features(x_tilde)
-    llike = 0.5 * (tilde_maps[-1] - real_maps[-1].detach()).pow(2).flatten(1).sum(1)
-    gan = ce(D(x_p), labels) + ce(D(x_tilde), labels)
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-    by_hand = {"loss/discriminator": loss_d, "loss/decoder": (2.0 * llike + gan).mean(),
-               "loss/encoder": (3.0 * kl + llike).mean()}
-    for group, params in model.optim_groups().items():
-        got = torch.autograd.grad(terms[group], params, retain_graph=True)
-        want = torch.autograd.grad(by_hand[group], params, retain_graph=True)
-        for a, b in zip(got, want):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    x_tilde = torch.sigmoid(before.decoder(torch.cat([z, onehot], 1)))  # Dec(Enc(x, y), y)
+    x_p = torch.sigmoid(before.decoder(torch.cat([torch.randn_like(z), onehot], 1)))  # Dec(z, y)
+    D = before.discriminator
+    logits_x, maps_x = D.forward_with_features(x)
+    logits_tilde, maps_tilde = D.forward_with_features(x_tilde)
+    losses = paper.cvae_gan_losses(paper.kl_to_standard_normal(mu, logvar), paper.llike(maps_x[-1], maps_tilde[-1]),
+                                   logits_x, D(x_p), logits_tilde, labels, beta=3.0, gamma=2.0, adversarial_weight=0.5)
+    paper.assert_each_group_stepped_with(model, before, losses)
     # the discriminator's loss reaches neither encoder nor decoder
-    leaks = torch.autograd.grad(terms["loss/discriminator"], [*model.encoder.parameters(), *model.decoder.parameters()],
-                                allow_unused=True, retain_graph=True)
+    terms = before.loss(Batch(x, labels))
+    generator = [*before.encoder.parameters(), *before.decoder.parameters()]
+    leaks = torch.autograd.grad(terms["loss/discriminator"], generator, allow_unused=True)
     assert all(g is None or not g.abs().any() for g in leaks)
     assert model.discriminator.head.out_features == k + 1

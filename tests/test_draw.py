@@ -4,7 +4,6 @@ pictures and commands of a run, and short runs on real data."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -15,13 +14,10 @@ import torch.nn.functional as F
 import paper_losses as paper
 from conftest import tiny_settings
 from vaekit.cli.main import main
-from vaekit.config import TrainConfig
-from vaekit.data import ImageDataset
 from vaekit.metrics.likelihood import iwae_bound
 from vaekit.models import build_model, model_config
 from vaekit.models.base import Batch
 from vaekit.nn.attention import attention_from_parameters, filterbank, read_glimpse, write_patch
-from vaekit.train.trainer import Trainer
 
 SHAPE = (1, 12, 10)  # not square: the two axes of the filterbanks differ
 
