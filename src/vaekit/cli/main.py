@@ -494,7 +494,10 @@ def main(argv: list[str] | None = None) -> int:
             _check_picture_args(args)
         return COMMANDS[args.command](args)
     except VaekitError as e:
-        print(f"vaekit: error: {e}", file=sys.stderr)
+        # one write of the whole line: the processes of a torchrun share one stderr, and print's separate
+        # write of the newline let two ranks' lines run together
+        sys.stderr.write(f"vaekit: error: {e}\n")
+        sys.stderr.flush()
         return e.exit_code
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
