@@ -218,3 +218,15 @@ def test_every_term_of_an_image_is_scored_on_one_draw_of_its_kept_part(condition
     assert len(seen) >= 3 and len(masks) == 1
     for y in seen[1:]:
         assert torch.equal(y, seen[0][: len(y)])
+
+
+def test_the_conditional_likelihood_is_refused_for_a_model_not_conditioned_on_an_image_part(tiny_test_data):
+    from vaekit.metrics.likelihood import conditional_nll
+
+    x = tiny_test_data.batch(torch.arange(4))
+    for over in ({}, {"condition": "label", "classes": 4}):
+        model = build_model("vae", model_config("vae", {**TINY, **over}), tiny_test_data.image_shape)
+        with pytest.raises(ValueError, match="conditioned on an image part"):
+            conditional_nll(model, x, "left", 2)
+    model = build_model("vae", model_config("vae", {**TINY, "condition": "left"}), tiny_test_data.image_shape)
+    assert conditional_nll(model, x, "left", 2).shape == (4,)

@@ -36,6 +36,12 @@ CONDITIONS = ("none", "label", *HALVES, "half", "quadrants")
 PRIORS = ("standard", "learned")
 
 
+def is_image_part(condition: str) -> bool:
+    """Whether a condition is a kept part of the image (a half, any half, quadrants), not none or a label:
+    the one place that reads the condition's name this way (configs, SideInformation, Capabilities)."""
+    return condition not in ("none", "label")
+
+
 def _is_label(c) -> bool:
     return c.condition == "label"
 
@@ -45,7 +51,7 @@ def _is_conditional(c) -> bool:
 
 
 def _is_image_part(c) -> bool:
-    return c.condition in (*HALVES, "half", "quadrants")
+    return is_image_part(c.condition)
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,12 @@ class SideInformation(nn.Module):
 
     @property
     def is_image_part(self) -> bool:
-        return self.condition not in ("none", "label")
+        return is_image_part(self.condition)
+
+    @property
+    def classes(self) -> int:
+        """k of a label-conditional model (the width of its one-hot y); 0 otherwise."""
+        return self.width if self.is_label else 0
 
     def from_batch(self, x: Tensor, labels: Tensor | None) -> Tensor | None:
         """The side information of images x (B, C, H, W) with their labels (B,) or None."""

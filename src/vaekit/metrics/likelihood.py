@@ -37,7 +37,8 @@ def conditional_nll(model, x: Tensor, keep: str, k: int, images_per_call: int = 
     conditioned on the kept part y (Sohn et al. 2015's conditional log-likelihood, sec. 4.2):
         log p(x_m|y) >= E[log (1/K) sum_k p(x_m|z_k, y) p(z_k|y) / q(z_k|x, y)],  z_k ~ q(z|x, y),
     the likelihood over the missing pixels only. (B,)"""
-    if not model.capabilities.completes_from_prior:
+    caps = model.capabilities
+    if not (caps.image_conditional and caps.likelihood):
         raise ValueError("the conditional log-likelihood needs a model with a likelihood conditioned on an image part")
     mask = keep_mask(keep, *x.shape[-2:], device=x.device)
     y = model.kept_side_information(x, mask)

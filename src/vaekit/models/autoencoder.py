@@ -25,8 +25,7 @@ class ConvAutoencoderBase(GenerativeModel):
         super().__init__(config, image_shape)
         c = config
         self.side = SideInformation(c, image_shape)
-        self.condition = self.side.condition
-        self.classes = self.side.width if self.side.is_label else 0
+        self.condition, self.classes = self.side.condition, self.side.classes
         channels, height, width = image_shape
         self.encoder = make_encoder(c, (channels + self.side.encoder_channels, height, width),
                                     self.code_width_factor * c.latent_dim)

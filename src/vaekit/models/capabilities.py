@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..conditioning import CONDITIONS, HALVES, QUADRANT_SETS, kept_quadrants
+from ..conditioning import CONDITIONS, HALVES, QUADRANT_SETS, is_image_part, kept_quadrants
 from ..errors import ConfigError
 
 POSTERIORS = ("factorised", "sequential", "none")
@@ -48,7 +48,7 @@ class Capabilities:
     @property
     def image_conditional(self) -> bool:
         """Conditioned on a kept part of the image (a half, any half, or quadrants)."""
-        return self.condition not in ("none", "label")
+        return is_image_part(self.condition)
 
     @property
     def conditional(self) -> bool:

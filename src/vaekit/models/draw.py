@@ -111,8 +111,7 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
         super().__init__(config, image_shape)
         c = config
         self.side = SideInformation(c, image_shape)
-        self.condition = self.side.condition
-        self.classes = self.side.width if self.side.is_label else 0
+        self.condition, self.classes = self.side.condition, self.side.classes
         channels, height, width = image_shape
         pixels = channels * height * width
         read_features = 2 * channels * c.read_size ** 2 if c.attention else 2 * pixels
