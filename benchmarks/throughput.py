@@ -10,7 +10,10 @@ Bernoulli likelihood) is trained on Fashion-MNIST (batch 128, Adam lr 1e-3) in t
    accumulation every `log_every` steps (no run folder, no evaluation, no checkpoints, no progress bar);
 2. minimal: the same model class and initialisation in the shortest loop that trains it:
    a random permutation per epoch, `x = images[idx].float().div_(255)`, `model.loss(...)["loss"]`,
-   `zero_grad(set_to_none=True)`, `backward()`, `Adam.step()`. Nothing more.
+   `zero_grad(set_to_none=True)`, `backward()`, `Adam.step()`. Nothing more — but under the same
+   autocast as the trainer's default precision (train.precision = auto: bf16 on a CPU with bf16
+   matrix instructions), so that the ratio compares loops, not precisions. Both run in this one
+   process; the worker processes `vaekit train` adds on a multi-core CPU are measured in speed.md.
 
 Both get `--warmup` untimed steps first; the second half of the warm-up gives the step rate from
 which the number of steps per timed run is chosen (about `--seconds` of work). Then, for each of
@@ -63,7 +66,11 @@ from vaekit.config import TrainConfig  # noqa: E402
 from vaekit.data import load_dataset  # noqa: E402
 from vaekit.errors import DataError  # noqa: E402
 from vaekit.models import Batch, build_model, model_config  # noqa: E402
+from vaekit.precision import autocast, resolve_precision  # noqa: E402
 from vaekit.train import Trainer  # noqa: E402
+
+DEVICE = torch.device("cpu")
+PRECISION = resolve_precision("auto", DEVICE)  # what the trainer runs in by default here
 
 GOAL = 0.95  # vaekit's trainer must reach this fraction of the minimal loop's images/s
 MODEL = "vae"
@@ -137,7 +144,8 @@ class MinimalLoop:
                 self.perm = torch.randperm(len(self.images))
             idx = self.perm[k * bs:(k + 1) * bs]
             x = self.images[idx].float().div_(255)
-            loss = model.loss(Batch(x), self.step)["loss"]
+            with autocast(DEVICE, PRECISION):  # the same speed-up the trainer takes (train.precision = auto)
+                loss = model.loss(Batch(x), self.step)["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -213,6 +221,7 @@ def machine() -> dict:
         "logical_cpus": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "precision": PRECISION,
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
@@ -345,7 +354,7 @@ def markdown(res: dict, json_name: str) -> str:
         "",
         f"- date: {res['date_utc']}; code: commit {res['commit']}",
         f"- machine: {mc['cpu']}, {mc['cores']} usable cores ({mc['logical_cpus']} logical CPUs), "
-        f"torch {mc['torch']} with {mc['torch_threads']} threads, Python {mc['python']}, {mc['platform']}{load_text}",
+        f"torch {mc['torch']} with {mc['torch_threads']} threads, precision {mc.get('precision', 'fp32')} (both loops), Python {mc['python']}, {mc['platform']}{load_text}",
         f"- budget: {b['rounds']} rounds x {b['seconds_per_loop_per_round']:g} s per loop "
         f"({b['steps_per_loop_per_round']} steps each, chosen from the warm-up rate), "
         f"after {b['warmup_steps']} warm-up steps per loop; the two loops alternate which goes first",

@@ -61,3 +61,27 @@ def test_a_bf16_run_follows_the_fp32_run_with_float32_weights(tiny_data):
 def test_unknown_precision_is_refused_by_name():
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16")
+
+
+@pytest.mark.parametrize("line, has", [
+    ("flags\t\t: fpu sse2 avx2 avx512f avx512bw amx_bf16 amx_tile", True),  # Intel Sapphire Rapids
+    ("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16", True),  # AMD Zen 4
+    ("flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni", False),  # Ice Lake: bf16 emulated
+    ("Features\t: fp asimd sve bf16 i8mm", True),  # Arm v8.6 (Graviton 3)
+    ("Features\t: fp asimd crc32", False),
+])
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16(tmp_path, line, has):
+    from vaekit.precision import cpu_has_bf16_matrix_units
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\n{line}\n\nprocessor\t: 1\n{line}\n")
+    assert cpu_has_bf16_matrix_units(str(info)) is has
+    assert cpu_has_bf16_matrix_units(str(tmp_path / "missing")) is False
+
+
+def test_auto_precision_resolves_to_what_the_trainer_runs_in():
+    from vaekit.precision import cpu_has_bf16_matrix_units, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_bf16_matrix_units() else "fp32")

@@ -80,8 +80,12 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
-    precision: str = "fp32"  # fp32 | bf16: networks under bfloat16 autocast while training; the maths
-    #                          (likelihoods, KL, TC, GAN losses) and evaluation stay float32 (vaekit.precision)
+    precision: str = "auto"  # auto | fp32 | bf16: networks under bfloat16 autocast while training; the maths
+    #                          (likelihoods, KL, TC, GAN losses) and evaluation stay float32 (vaekit.precision);
+    #                          auto = bf16 where the CPU or GPU has bfloat16 matrix instructions, else fp32
+    processes: int | str = "auto"  # `vaekit train` on a CPU: data-parallel worker processes (as torchrun's);
+    #                                auto = one per core for a run long enough to repay their start
+    #                                (vaekit.distributed.worker_plan); 1 = this process alone
     check_every: int = 0  # steps between the host's reads of the divergence checks (the device keeps a flag
     #                       between them, so a GPU step makes no host sync); 0 = 1 on a CPU, log_every on a GPU
     channels_last: bool = False  # convolutions in channels-last memory order (faster on recent GPUs)
@@ -103,7 +107,10 @@ class TrainConfig:
         _fail_unless(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be > 0, got {self.grad_clip}")
         _fail_unless(all(0 <= b < 1 for b in self.adam_betas), f"train.adam_betas must lie in [0, 1), got {self.adam_betas}")
         _fail_unless(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
-        _fail_unless(self.precision in ("fp32", "bf16"), f"train.precision must be fp32 or bf16, got {self.precision!r}")
+        _fail_unless(self.precision in ("auto", "fp32", "bf16"),
+                     f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        _fail_unless(self.processes == "auto" or (isinstance(self.processes, int) and self.processes >= 1),
+                     f"train.processes must be auto or a whole number >= 1, got {self.processes!r}")
         _fail_unless(self.explode_factor == 0 or self.explode_factor > 1,
                      f"train.explode_factor must be 0 (off) or > 1, got {self.explode_factor}")
         for key, value in self.group_lr.items():

@@ -13,11 +13,21 @@ What the trainer relies on:
   term on any rank is then non-finite everywhere, so every rank stops with the same message;
 - only rank 0 writes (checkpoints, logs, pictures, report, evaluation); a failure before training
   starts on rank 0 is told to every rank (`agree`).
+
+`vaekit train` starts such a group by itself on a multi-core CPU (`train.processes`, `worker_plan`,
+`run_workers`): one single-threaded process per core, because a step of vaekit's small networks gains
+little from a second intra-op thread and almost 2x from a second process (benchmarks/results/speed.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .errors import VaekitError
+from .errors import ConfigError, VaekitError
 
 # How long a collective waits for a rank that is alive but silent (e.g. rank 0 evaluating); a rank that
 # died is noticed at once through its closed connection.
@@ -158,3 +168,114 @@ def barrier() -> None:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+# --- processes that `vaekit train` starts by itself --------------------------------------------
+
+MIN_IMAGES_PER_WORKER_RUN = 50_000  # below this many training images, starting workers (~3 s) does not pay
+MIN_BATCH_PER_PROCESS = 32  # smaller shares per rank make each step's matrices too thin to be worth it
+
+
+def local_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    processes: int
+    threads: int  # intra-op threads of each
+    why: str
+
+
+def worker_plan(processes, device: torch.device, batch_size: int, images: int | None, cores: int | None = None) -> WorkerPlan:
+    """How many worker processes `vaekit train` starts for `train.processes` (an int, or "auto"). Auto:
+    on a CPU with 2 or more cores, for a run of at least MIN_IMAGES_PER_WORKER_RUN training images
+    (`images`; None = unknown, an epochs run, taken as long enough), the largest number of processes
+    <= the cores that divides the batch into shares of at least MIN_BATCH_PER_PROCESS; else one. A
+    process already under torchrun starts none."""
+    cores = cores or local_cores()
+    if world().distributed:
+        return WorkerPlan(1, 0, "already one of a torchrun group")
+    if processes != "auto":
+        n = int(processes)
+        if n > 1 and device.type != "cpu":
+            raise ConfigError(f"train.processes={n} starts CPU worker processes; on {device.type} use torchrun "
+                              "(one process per GPU) and leave train.processes at auto")
+        if n > 1 and batch_size % n:
+            raise ConfigError(f"train.batch_size={batch_size} is the global batch and must divide among the "
+                              f"{n} processes of train.processes; choose a multiple of {n}")
+        return WorkerPlan(n, max(1, cores // n), "train.processes")
+    if device.type != "cpu" or cores < 2:
+        return WorkerPlan(1, 0, "one process: " + ("not a CPU run" if device.type != "cpu" else "one core"))
+    if images is not None and images < MIN_IMAGES_PER_WORKER_RUN:
+        return WorkerPlan(1, 0, f"one process: {images:,} training images do not repay starting workers")
+    for n in range(min(cores, batch_size // MIN_BATCH_PER_PROCESS), 1, -1):
+        if batch_size % n == 0:
+            return WorkerPlan(n, max(1, cores // n), f"{n} processes, one per core")
+    return WorkerPlan(1, 0, f"one process: batch {batch_size} does not divide into shares of {MIN_BATCH_PER_PROCESS}+")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_workers(cmd: list[str], plan: WorkerPlan) -> int:
+    """Run command `cmd` as `plan.processes` ranks of one gloo group on this machine, as torchrun
+    would; return rank 0's exit code (or, when rank 0 succeeded, the first failing rank's).
+    Rank 0 talks to the terminal; the other ranks' output is shown only if one of them failed alone,
+    so a refusal that every rank agreed on is printed once."""
+    port = _free_port()
+    base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(plan.processes), "LOCAL_WORLD_SIZE": str(plan.processes),
+            "OMP_NUM_THREADS": str(plan.threads), "VAEKIT_ALL_THREADS": str(local_cores())}
+    procs, logs = [], []
+    try:
+        for rank in range(plan.processes):
+            env = {**base, "RANK": str(rank), "LOCAL_RANK": str(rank), "GROUP_RANK": "0"}
+            if rank == 0:  # its progress display on stderr; the caller reports the result
+                procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+            else:
+                log = tempfile.TemporaryFile()
+                logs.append(log)
+                procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log))
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:  # a terminal's Ctrl-C reached them too; a kill of this process alone did not
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    if codes[0] == 0 and any(codes[1:]):
+        for code, log in zip(codes[1:], logs):
+            if code:
+                log.seek(0)
+                sys.stderr.write(log.read().decode(errors="replace"))
+                return code
+    for log in logs:
+        log.close()
+    return codes[0]
+
+
+@contextlib.contextmanager
+def all_cores():
+    """While rank 0 works alone (evaluating, checkpointing, drawing) and the other local ranks wait in a
+    collective, rank 0 uses their cores' threads too. Nothing changes in a world of one or on a GPU."""
+    if not dist.is_initialized() or dist.get_backend() != "gloo":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("VAEKIT_ALL_THREADS", local_cores())))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -496,8 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     except VaekitError as e:
         # one write of the whole line: the processes of a torchrun share one stderr, and print's separate
         # write of the newline let two ranks' lines run together
-        sys.stderr.write(f"vaekit: error: {e}\n")
-        sys.stderr.flush()
+        if str(e):  # (workers' own failures were said by the worker)
+            sys.stderr.write(f"vaekit: error: {e}\n")
+            sys.stderr.flush()
         return e.exit_code
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)

@@ -46,6 +46,7 @@ from ..train.lock import LOCK_NAME
 from . import callbacks
 from .completion import evaluate_completion
 from .configuration import fill_from_data, read_run_config, resume_config
+from .workers import train_in_workers
 
 
 # --- loading a trained model ------------------------------------------------------------
@@ -179,6 +180,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
 
 def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progress: bool,
                final_iw_samples: int, final_iw_images: int) -> dict:
+    given = cfg
     w = distributed.init(distributed.device_for(resolve_device(cfg.train.device)))  # refused before the folder exists
     error = None
     if w.main:  # the folder's checks are rank 0's, told to every rank (vaekit.distributed)
@@ -212,6 +214,11 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     if kept is not None and not model.capabilities.semi_supervised:
         raise ConfigError(f"data.labelled applies to semi-supervised models (m2, ssl_vaegan); {cfg.model_name} "
                           "learns from labelled images only or from none; drop data.labelled")
+    plan = _worker_plan(cfg, out, resume, len(train_data))
+    if plan.processes > 1:  # every check above passed here; the same run again, in the workers
+        lock.release()  # for the workers' rank 0 to take
+        return train_in_workers(given, out, plan, resume=resume, progress=progress,
+                                final_iw_samples=final_iw_samples, final_iw_images=final_iw_images)
 
     train_mean = dataset_mean_image(train_data)
     quick = min(cfg.train.eval_images, len(test_data))
@@ -242,6 +249,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
              "data_source": train_data.source, "train_images": len(train_data), "test_images": len(test_data),
              "classes": data_classes(train_data), "class_names": train_data.classes,
              "labelled_images": labelled_images,
+             "precision": trainer.precision, "processes": w.size,  # what auto chose here
              "vaekit_version": __version__, "torch_version": torch.__version__}
     if w.main:
         _write_settings(out, cfg, saved, kept, train_data)
@@ -256,6 +264,16 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
         trainer.add_callback("on_fit_end", callback)
     trainer.fit()  # and then the callbacks, on rank 0; the other ranks return {}
     return end.result
+
+
+def _worker_plan(cfg: RunConfig, out: Path, resume: bool, train_images: int) -> distributed.WorkerPlan:
+    t = cfg.train
+    steps = t.steps if t.epochs is None else max(1, round(t.epochs * (train_images // t.batch_size)))
+    done = 0
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        done = checkpoint_step(ckpt)
+    return distributed.worker_plan(t.processes, resolve_device(t.device), t.batch_size,
+                                   max(0, steps - done) * t.batch_size)
 
 
 def _write_settings(out: Path, cfg: RunConfig, saved: dict, kept, train_data) -> None:

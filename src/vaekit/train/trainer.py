@@ -11,9 +11,10 @@ so N steps straight and N/2 + resume + N/2 give bit-identical parameters on CPU.
 
 Under torchrun (vaekit.distributed) `train.batch_size` is the global batch: each rank takes every W-th
 image of the step's batch, each group's gradient is averaged across ranks right after its own
-backward, the logged terms are the ranks' mean, and only rank 0 writes. The models' random draws on
-rank r come from seed + r (reseeded from (seed, rank, step) on resume: a distributed resume keeps the
-data order exactly and rank 0's draws, not the other ranks').
+backward, the logged terms are the ranks' mean, and only rank 0 writes. Every rank's random draws at
+step t come from (seed, rank, t), so a distributed run resumed on the same number of processes is
+bit-identical to the run straight through. While rank 0 evaluates, writes and draws alone, it uses the
+cores of every waiting local rank (`distributed.all_cores`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..batch import Batch
 from ..models.base import GenerativeModel, eval_mode
-from ..precision import autocast
+from ..precision import autocast, resolve_precision
 from ..files import write_text_atomic
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .progress import Progress
@@ -122,6 +123,7 @@ class Trainer:
         self.model, self.data, self.config = model, train_data, config
         self.device = distributed.device_for(resolve_device(config.device))
         autocast(self.device, config.precision)  # refuses bf16 where the device lacks it, before any folder exists
+        self.precision = resolve_precision(config.precision, self.device)  # what "auto" is here
         self.world = distributed.init(self.device)
         if config.batch_size % self.world.size:
             raise ConfigError(f"train.batch_size={config.batch_size} is the global batch and must divide among the "
@@ -189,8 +191,9 @@ class Trainer:
 
     def trigger(self, event: str) -> None:
         if self.writes:
-            for callback in self.callbacks[event]:
-                callback(self)
+            with distributed.all_cores():
+                for callback in self.callbacks[event]:
+                    callback(self)
         distributed.barrier()  # no rank leaves the group while another still holds its connections
 
     @property
@@ -215,7 +218,7 @@ class Trainer:
         logged: dict[str, Tensor] = {}
         clip = self.config.grad_clip
         for phase_index, phase in enumerate(self.phases):
-            with autocast(self.device, self.config.precision):  # the forward pass only; backward follows the dtypes it recorded
+            with autocast(self.device, self.precision):  # the forward pass only; backward follows the dtypes it recorded
                 terms = (self._compiled_loss or self.model.loss)(batch, self.step, phase_index)
             shared = distributed.mean_terms(terms)  # every rank's mean: every rank checks the same numbers
             # on the device: the host reads the flag only every check_every steps
@@ -302,8 +305,6 @@ class Trainer:
         if ckpt is not None:
             state = load_checkpoint(ckpt, self.model, self.optimizers)
             self.step = self.last_checkpoint_step = int(state["step"])
-            if self.world.rank:  # the checkpoint holds rank 0's random state
-                torch.manual_seed(self._rank_seed() + 1_000_003 * self.step)
         if self.run_dir is not None and self.writes:
             for name in ("metrics.jsonl", "eval.jsonl"):
                 truncate_jsonl(self.run_dir / name, self.step)
@@ -323,7 +324,7 @@ class Trainer:
     def run_evaluation(self) -> dict:
         if self.evaluate_fn is None or not self.writes:  # rank 0 evaluates; the others wait at the next step
             return {}
-        with eval_mode(self.model), torch.random.fork_rng(devices=_rng_devices(self.device)):
+        with eval_mode(self.model), torch.random.fork_rng(devices=_rng_devices(self.device)), distributed.all_cores():
             torch.manual_seed(self.config.seed + 17)
             result = self.evaluate_fn(self.model, self.step)
         if self.run_dir is not None:
@@ -347,6 +348,8 @@ class Trainer:
         sums: dict[str, Tensor] = {}
         count, t_last, paused, last = 0, time.perf_counter(), 0.0, {}
         while self.step < total:
+            if self.world.distributed:  # each rank's draws a function of (seed, rank, step): resume is exact
+                torch.manual_seed(self._rank_seed() + 1_000_003 * self.step)
             batch = self.batch_at(self.step)
             terms = self.train_step(batch)
             self.step += 1
