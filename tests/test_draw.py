@@ -17,7 +17,8 @@ from vaekit.cli.main import main
 from vaekit.metrics.likelihood import iwae_bound
 from vaekit.models import build_model, model_config
 from vaekit.models.base import Batch
-from vaekit.nn.attention import attention_from_parameters, filterbank, read_glimpse, write_patch
+from vaekit.nn.attention import (attention_from_parameters, attentions_from_parameters, filterbank, read_glimpse,
+                                 write_patch)
 
 SHAPE = (1, 12, 10)  # not square: the two axes of the filterbanks differ
 
@@ -110,6 +111,130 @@ def test_the_canvas_is_the_sum_of_writes_and_the_encoder_reads_the_error_image(a
         torch.testing.assert_close(run.canvases[t], canvas)
         torch.testing.assert_close(run.z[:, t], z)
     torch.testing.assert_close(run.canvas, canvas)
+
+
+def _reference_unroll(model, x, y=None):
+    """Gregor et al.'s eqs. 3-8 and 19-29 written out plainly, with the model's own LSTMCells and linear
+    layers called as modules, the filterbanks as exp(...) divided by their row sums, read and write as
+    einsums: what DRAW.unroll (regrouped products, batched filterbanks) must reproduce. -> c_T, z, mu, logvar"""
+    c = model.config
+    b, (channels, height, width) = len(x), model.image_shape
+
+    def attention(linear, n, h_dec):
+        gx_, gy_, log_var, log_delta, log_gamma = linear(h_dec).unbind(1)
+        gx, gy = (width + 1) / 2 * (gx_ + 1), (height + 1) / 2 * (gy_ + 1)  # eqs. 22-23
+        delta = (max(width, height) - 1) / max(n - 1, 1) * log_delta.exp()  # eq. 24
+        offsets = torch.arange(1, n + 1) - n / 2 - 0.5
+
+        def bank(centre, size):  # eqs. 19-20, 25-26
+            e = torch.exp(-(torch.arange(1, size + 1)[None, None] - (centre[:, None] + offsets * delta[:, None])[..., None]) ** 2
+                          / (2 * log_var.exp()[:, None, None]))
+            return e / e.sum(-1, keepdim=True)
+        return bank(gx, width), bank(gy, height), log_gamma.exp()
+
+    extra = [] if y is None else [y]
+    h_enc = s_enc = torch.zeros(b, c.encoder_hidden)
+    h_dec = s_dec = torch.zeros(b, c.decoder_hidden)
+    canvas = torch.zeros(b, channels, height, width)
+    zs, mus, logvars = [], [], []
+    for _ in range(c.glimpses):
+        error = x - torch.sigmoid(canvas)
+        if c.attention:
+            f_x, f_y, gamma = attention(model.read_head.linear, c.read_size, h_dec)
+            read = [gamma[:, None, None, None] * torch.einsum("bjh,bchw,biw->bcji", f_y, im, f_x) for im in (x, error)]
+            r = torch.cat([g.flatten(1) for g in read], 1)  # eq. 27
+        else:
+            r = torch.cat([x.flatten(1), error.flatten(1)], 1)
+        h_enc, s_enc = model.encoder_rnn(torch.cat([r, h_dec, *extra], 1), (h_enc, s_enc))
+        mu, logvar = model.posterior_head(h_enc).chunk(2, 1)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        h_dec, s_dec = model.decoder_rnn(torch.cat([z, *extra], 1), (h_dec, s_dec))
+        w = model.write_out(h_dec)
+        if c.attention:
+            f_x, f_y, gamma = attention(model.write_head.linear, c.write_size, h_dec)
+            w = w.view(b, channels, c.write_size, c.write_size)
+            canvas = canvas + torch.einsum("bjh,bcji,biw->bchw", f_y, w, f_x) / gamma[:, None, None, None]  # eq. 29
+        else:
+            canvas = canvas + w.view(b, channels, height, width)
+        zs.append(z), mus.append(mu), logvars.append(logvar)
+    return canvas, *(torch.stack(v, 1) for v in (zs, mus, logvars))
+
+
+REFERENCE_CASES = {  # (model, shape, settings): non-square, colour, N of one, a label, no attention
+    "draw 12x10": ("draw", SHAPE, {"glimpses": 5}),
+    "draw colour": ("draw", (3, 9, 9), {"glimpses": 4, "read_size": 3, "write_size": 1}),
+    "draw equal grids": ("draw", (1, 8, 8), {"glimpses": 3, "read_size": 4, "write_size": 4}),
+    "conditional": ("conditional_draw", SHAPE, {"glimpses": 4}),
+    "no attention": ("draw", SHAPE, {"glimpses": 3, "attention": False}),
+}
+
+
+def _against_reference(name, shape, settings):
+    model = make(name, shape, **settings)
+    x = (images(6, shape, seed=5) > 0.5).float()
+    y = F.one_hot(torch.arange(6) % model.classes, model.classes).float() if model.classes else None
+    labels = None if y is None else torch.arange(6) % model.classes
+    torch.manual_seed(4)
+    canvas, z, mu, logvar = _reference_unroll(model, x, y)
+    recon = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").flatten(1).sum(1)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum((1, 2))
+    log_w = -recon - 0.5 * (z.pow(2) + math.log(2 * math.pi)).sum((1, 2)) \
+        + 0.5 * (((z - mu) ** 2 / logvar.exp()) + logvar + math.log(2 * math.pi)).sum((1, 2))
+    torch.manual_seed(4)
+    terms = model.loss(Batch(x, labels))
+    torch.manual_seed(4)
+    with torch.no_grad():
+        weights = model.log_importance_weights(x, 1, y)[0]
+    return {"loss": (terms["loss"], (recon + kl).mean()), "kl": (terms["kl"], kl.mean()),
+            "iwae weights": (weights, log_w.detach())}
+
+
+@pytest.mark.parametrize("case", list(REFERENCE_CASES))
+def test_loss_and_importance_weights_match_the_equations_written_out(case):
+    """The regrouped recurrence (one product per state, the write's and the next read's filterbanks built
+    together, both images read in one product) computes what the paper's equations written plainly do."""
+    for key, (got, want) in _against_reference(*REFERENCE_CASES[case]).items():
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4, msg=lambda m, key=key: f"{case} {key}: {m}")
+
+
+def test_the_reference_comparison_notices_a_broken_filterbank(monkeypatch):
+    """The comparison above can fail: unnormalised filter rows (eq. 26's Z_X, Z_Y dropped), or the write's
+    and the next read's attention parameters swapped, are caught."""
+    import vaekit.nn.attention as attention
+
+    def unnormalised(mu, variance, size):
+        a = torch.arange(1, size + 1, device=mu.device, dtype=mu.dtype)
+        return torch.exp(-(a - mu[..., None]).pow(2) / (2 * variance[..., None]))
+
+    with monkeypatch.context() as m:
+        m.setattr(attention, "_rows", unnormalised)
+        got, want = _against_reference(*REFERENCE_CASES["draw 12x10"])["loss"]
+        assert not torch.allclose(got, want, rtol=1e-3)
+    real = attention.attentions_from_parameters
+    with monkeypatch.context() as m:
+        m.setattr("vaekit.models.draw.attentions_from_parameters", lambda p, sizes, h, w: real(p.flip(1), sizes, h, w))
+        got, want = _against_reference(*REFERENCE_CASES["draw 12x10"])["loss"]
+        assert not torch.allclose(got, want, rtol=1e-3)
+
+
+def test_several_attentions_at_once_are_each_the_single_one():
+    params = torch.randn(5, 3, 5, generator=torch.Generator().manual_seed(1))
+    for shape in ((12, 10), (9, 9)):
+        together = attentions_from_parameters(params, (2, 5, 1), *shape)
+        for j, n in enumerate((2, 5, 1)):
+            alone = attention_from_parameters(params[:, j], n, *shape)
+            for field in ("f_x", "f_y", "gamma", "centre_x", "centre_y", "stride", "variance"):
+                torch.testing.assert_close(getattr(together[j], field), getattr(alone, field))
+
+
+def test_draw_keeps_the_parameter_names_of_its_checkpoints():
+    """The regrouped products are made from the LSTMCells and linear layers at each pass: a run folder
+    written before them loads."""
+    model = make(glimpses=2)
+    assert sorted(model.state_dict()) == sorted(
+        [f"{rnn}.{p}" for rnn in ("encoder_rnn", "decoder_rnn") for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        + [f"{m}.{p}" for m in ("posterior_head", "write_out", "read_head.linear", "write_head.linear")
+           for p in ("weight", "bias")])
 
 
 def test_the_summed_kl_is_the_closed_form_per_step_and_the_loss_is_recon_plus_kl():

@@ -40,7 +40,8 @@ from ..config import applies_when, refuse_inapplicable
 from ..distributions import DiagonalGaussian, StandardNormal, standard_normal_log_prob
 from ..errors import ConfigError
 from ..importance import IMAGES_PER_CALL, chunked_log_weights, repeat_draws
-from ..nn.attention import Attention, AttentionHead, read_glimpse, write_patch
+from ..nn.attention import (Attention, AttentionHead, attention_from_parameters, attentions_from_parameters,
+                            read_glimpse, write_patch)
 from ..precision import full_precision
 from .base import Batch, GenerativeModel, inference
 from .observation import LikelihoodDecoder, ObservationConfig
@@ -102,6 +103,37 @@ class Unrolled:
         return DiagonalGaussian(self.mu.flatten(1), self.logvar.flatten(1))
 
 
+def _gate_order(hidden: int, device) -> Tensor:
+    """Rows of an LSTMCell's gates (i, f, g, o) taken as (i, f, o, g)."""
+    return torch.cat([torch.arange(2 * hidden), torch.arange(3 * hidden, 4 * hidden),
+                      torch.arange(2 * hidden, 3 * hidden)]).to(device)
+
+
+def _lstm(gates: Tensor, cell: Tensor | None, hidden: int) -> tuple[Tensor, Tensor]:
+    """An LSTMCell's update from its summed gates (B, 4 H) in the order (i, f, o, g); cell None is c = 0."""
+    ifo, g = full_precision(gates).split([3 * hidden, hidden], 1)
+    i, f, o = torch.sigmoid(ifo).chunk(3, 1)
+    g = torch.tanh(g)
+    cell = i * g if cell is None else torch.addcmul(f * cell, i, g)
+    return o * torch.tanh(cell), cell
+
+
+def _autocast_dtype(device: torch.device):
+    """The dtype matrix products run in here: autocast's, or None when it is off."""
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+
+
+@dataclass
+class _Weights:
+    """DRAW's weights regrouped for one pass (DRAW._regrouped): what multiplies h_dec, z, h_enc and r."""
+
+    sizes: list[int]  # the blocks of h_dec's product: write patch, [attention parameters], [encoder gates], decoder gates
+    from_dec: Tensor  # (sum sizes, H_dec)
+    from_dec_bias: Tensor  # (sum sizes,) or (B, sum sizes) with a label
+    from_z: Tensor  # (D, 4 H_dec)
+    from_read: Tensor | None = None  # (R + H_enc, 4 H_enc): the encoder's gates of [r_t, h_enc_{t-1}]
+
+
 class DRAW(LikelihoodDecoder, GenerativeModel):
     description = "DRAW: recurrent encoder and decoder adding to a canvas over T glimpses, with selective attention"
     paper = "Gregor, Danihelka, Graves, Rezende & Wierstra 2015, DRAW: A recurrent neural network for image generation"
@@ -153,19 +185,46 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
         heads = [self.write_head] if self.config.attention else []
         return [p for m in (self.decoder_rnn, self.write_out, *heads, self.likelihood) for p in m.parameters()]
 
-    def _read(self, x: Tensor, error: Tensor, h_dec: Tensor) -> tuple[Tensor, Attention | None]:
-        if not self.config.attention:
-            return torch.cat([x.flatten(1), error.flatten(1)], 1), None
-        att = self.read_head(h_dec)
-        return torch.cat([read_glimpse(x, att).flatten(1), read_glimpse(error, att).flatten(1)], 1), att
-
-    def _write(self, h_dec: Tensor) -> tuple[Tensor, Attention | None]:
-        out = self.write_out(h_dec)
-        if not self.config.attention:
-            return out.view(-1, *self.image_shape), None
-        att = self.write_head(h_dec)
-        n = self.config.write_size
-        return write_patch(out.view(-1, self.image_shape[0], n, n), att), att
+    def _regrouped(self, infer: bool, y: Tensor | None) -> _Weights:
+        """The layers' weights regrouped by the state they multiply, once per pass. h_dec_t feeds the write of
+        step t and, at step t + 1, the read's attention and both LSTMs' gates: one product h_dec_t W^T serves
+        them all, and one of h_enc_t the posterior and the encoder's next gates. The parameters (and so the
+        checkpoints) stay those of the LSTMCells and linear layers. Gates are reordered (i, f, o, g) so
+        that one sigmoid covers three of them; a label's share of the gates, the same at every step, is
+        folded into the bias."""
+        c, enc, dec = self.config, self.encoder_rnn, self.decoder_rnn
+        hd, d, width = c.decoder_hidden, c.latent_dim, self.side.width
+        r_in = enc.input_size - hd - width  # the encoder's input is [r_t, h_dec_{t-1}, y]
+        pe, pd = _gate_order(c.encoder_hidden, enc.weight_ih.device), _gate_order(hd, dec.weight_ih.device)
+        heads = ([self.write_head] + ([self.read_head] if infer else [])) if c.attention else []
+        layers = [self.write_out, *(h.linear for h in heads)]
+        rows, bias = [m.weight for m in layers], [m.bias for m in layers]
+        gates_y = []  # y's share of the gates, (B, 4 H) per LSTM
+        if infer:
+            rows.append(enc.weight_ih[pe, r_in:r_in + hd])
+            bias.append((enc.bias_ih + enc.bias_hh)[pe])
+            if y is not None:
+                gates_y.append(y @ enc.weight_ih[pe, r_in + hd:].t())
+        rows.append(dec.weight_hh[pd])
+        bias.append((dec.bias_ih + dec.bias_hh)[pd])
+        if y is not None:
+            gates_y.append(y @ dec.weight_ih[pd, d:].t())
+        sizes = [len(b) for b in bias]
+        if len(heads) == 2:  # the write's and the next read's attention parameters side by side: (B, 2, 5)
+            sizes[1:3] = [sizes[1] + sizes[2]]
+        from_dec, from_dec_bias = torch.cat(rows), torch.cat(bias)
+        if y is not None:
+            rest = sum(sizes[:len(sizes) - len(gates_y)])
+            from_dec_bias = from_dec_bias + torch.cat([y.new_zeros(len(y), rest), *gates_y], 1)  # (B, sum sizes)
+        w = _Weights(sizes, from_dec, from_dec_bias, dec.weight_ih[pd, :d].t())
+        if infer:
+            w.from_read = torch.cat([enc.weight_ih[pe, :r_in], enc.weight_hh[pe]], 1).t()  # of [r_t, h_enc_{t-1}]
+        low = _autocast_dtype(from_dec.device)
+        if low is not None:  # cast once per pass rather than at every product
+            for name, value in vars(w).items():
+                if isinstance(value, Tensor):
+                    setattr(w, name, value.to(low))
+        return w
 
     def unroll(self, x: Tensor | None, y: Tensor | None = None, z: Tensor | None = None, *,
                mean_path: bool = False, trace: bool = False) -> Unrolled:
@@ -176,36 +235,62 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
         n = len(x) if x is not None else len(z)
         device = self.device
         self.side.check(y, n)
+        infer = x is not None
         if z is not None:
             z = z.reshape(n, c.glimpses, c.latent_dim)
-        extra = [] if y is None else [y.to(device)]
-        h_enc = s_enc = torch.zeros(n, c.encoder_hidden, device=device)
-        h_dec = s_dec = torch.zeros(n, c.decoder_hidden, device=device)
+        w = self._regrouped(infer, None if y is None else y.to(device))
+        channels, height, width = self.image_shape
+        he, hd, m = c.encoder_hidden, c.decoder_hidden, c.write_size
+        write_cut = w.sizes[0] + (w.sizes[1] if c.attention else 0)  # the write's share of h_dec's product
+        sizes = (c.write_size, c.read_size)
+        # the states and cells start at 0: the first product of h_dec_0 is the biases alone
+        from_dec = w.from_dec_bias.expand(n, -1).split(w.sizes, 1)
+        s_enc = s_dec = read_att = None
+        h_enc = torch.zeros(n, he, device=device)
+        if infer and c.attention:
+            read_att = attention_from_parameters(from_dec[1][:, 5:], c.read_size, height, width)
         canvas = torch.zeros(n, *self.image_shape, device=device)
         zs, mus, logvars, canvases, reads, writes = [], [], [], [], [], []
         for t in range(c.glimpses):
-            if x is not None:
-                error = x - self.likelihood.mean(canvas)
-                r, read_att = self._read(x, error, h_dec)
-                h_enc, s_enc = self.encoder_rnn(torch.cat([r, h_dec, *extra], 1), (h_enc, s_enc))
-                mu, logvar = full_precision(self.posterior_head(h_enc)).chunk(2, 1)
+            last = t == c.glimpses - 1
+            if infer:
+                error = x - self.likelihood.mean(canvas)  # eq. 3
+                if c.attention:  # eq. 27: both images through the same filterbanks in one product
+                    r = read_glimpse(torch.cat([x, error], 1), read_att).flatten(1)  # (B, 2 C N N)
+                else:
+                    r = torch.cat([x.flatten(1), error.flatten(1)], 1)  # (B, 2 C H W)
+                h_enc, s_enc = _lstm(torch.addmm(from_dec[-2], torch.cat([r, h_enc], 1), w.from_read), s_enc, he)
+                mu, logvar = full_precision(self.posterior_head(h_enc)).chunk(2, 1)  # eq. 6
                 mus.append(mu)
                 logvars.append(logvar)
                 z_t = mu if mean_path else (mu + torch.exp(0.5 * logvar) * torch.randn_like(mu))
-                reads.append(read_att)
+                if trace:
+                    reads.append(read_att)
             else:
                 z_t = z[:, t]
             zs.append(z_t)
-            h_dec, s_dec = self.decoder_rnn(torch.cat([z_t, *extra], 1), (h_dec, s_dec))
-            patch, write_att = self._write(h_dec)
-            canvas = canvas + full_precision(patch)
+            h_dec, s_dec = _lstm(torch.addmm(from_dec[-1], z_t, w.from_z), s_dec, hd)  # eq. 7
+            if last:  # the last h_dec feeds the write only
+                from_dec = torch.addmm(w.from_dec_bias[..., :write_cut], h_dec, w.from_dec[:write_cut].t())
+                from_dec = from_dec.split(w.sizes[:2 if c.attention else 1], 1)
+            else:
+                from_dec = torch.addmm(w.from_dec_bias, h_dec, w.from_dec.t()).split(w.sizes, 1)
+            if c.attention:  # eq. 29; the write of step t and the read of step t + 1 in one filterbank pass
+                both = infer and not last
+                params = from_dec[1] if both else from_dec[1][:, :5]
+                atts = attentions_from_parameters(params.reshape(n, -1, 5), sizes[:2 if both else 1], height, width)
+                write_att, read_att = atts[0], atts[-1]
+                patch = write_patch(from_dec[0].reshape(n, channels, m, m), write_att)
+            else:
+                patch, write_att = from_dec[0].view(n, *self.image_shape), None
+            canvas = canvas + full_precision(patch)  # eq. 8
             if trace:
                 canvases.append(canvas)
                 writes.append(write_att)
-        stack = (lambda ts: torch.stack(ts, 1)) if x is not None else (lambda ts: None)
+        stack = (lambda ts: torch.stack(ts, 1)) if infer else (lambda ts: None)
         return Unrolled(canvas, torch.stack(zs, 1), stack(mus), stack(logvars),
                         canvases if trace else None,
-                        reads if trace and c.attention and x is not None else None,
+                        reads if trace and c.attention and infer else None,
                         writes if trace and c.attention else None)
 
     # --- the objective ----------------------------------------------------------------------
