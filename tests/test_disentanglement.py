@@ -358,3 +358,10 @@ def test_mig_posterior_needs_a_finite_mean_and_log_variance_pair():
         mig_posterior(lambda x: x.flatten(1), DATA, n=10)
     with pytest.raises(ValueError, match="non-finite"):
         mig_posterior(lambda x: (x.flatten(1), torch.full((len(x), 4), float("nan"))), DATA, n=10)
+
+
+def test_held_out_accuracies_carry_their_binomial_standard_error(scores):
+    for s in scores.values():
+        for metric, n in (("beta_vae", s["beta_vae/n_eval"]), ("factor_vae", s["factor_vae/n_eval"])):
+            p = s[f"{metric}/eval_accuracy"]
+            assert s[f"{metric}/eval_accuracy_se"] == pytest.approx((p * (1 - p) / n) ** 0.5, abs=1e-12)

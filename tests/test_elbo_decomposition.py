@@ -47,6 +47,10 @@ def test_terms_against_brute_force_and_sum_to_the_monte_carlo_kl():
     assert out["dwkl"] == pytest.approx(float((log_qz_d.sum(1) - log_pz).mean()), abs=1e-6)
     assert out["kl"] == pytest.approx(float((log_qz_x - log_pz).mean()), abs=1e-9)
     assert out["mi"] <= out["log_n"] and out["n"] == 40 and out["samples"] == 40
+    # standard errors over the 40 scored draws: sd / sqrt(S) of each per-draw term
+    for key, per_draw in (("mi", log_qz_x - log_qz), ("tc", log_qz - log_qz_d.sum(1)),
+                          ("dwkl", log_qz_d.sum(1) - log_pz), ("kl", log_qz_x - log_pz)):
+        assert out[f"{key}_se"] == pytest.approx(float(per_draw.std() / math.sqrt(40)), rel=1e-5), key
 
 
 def test_tc_is_zero_for_a_product_grid_and_positive_on_a_line():

@@ -230,3 +230,59 @@ def test_the_conditional_likelihood_is_refused_for_a_model_not_conditioned_on_an
             conditional_nll(model, x, "left", 2)
     model = build_model("vae", model_config("vae", {**TINY, "condition": "left"}), tiny_test_data.image_shape)
     assert conditional_nll(model, x, "left", 2).shape == (4,)
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation's faster paths against the straightforward computations they replace
+
+def _torchmetrics_ssim(x_hat, x):
+    """ssim_per_image as it was: torchmetrics' padded SSIM map, averaged over the valid positions."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    h, w = x.shape[-2:]
+    kernel = min(11, h - (1 - h % 2), w - (1 - w % 2))
+    sigma = 1.5 if kernel == 11 else (kernel - 1) / 7
+    _, ssim_map = structural_similarity_index_measure(x_hat.float().clamp(0, 1), x.float(), data_range=1.0,
+                                                      kernel_size=kernel, sigma=sigma, reduction="none",
+                                                      return_full_image=True)
+    pad = (kernel - 1) // 2
+    return ssim_map[..., pad:h - pad, pad:w - pad].flatten(1).mean(1)
+
+
+@pytest.mark.parametrize("shape", [(6, 1, 28, 28), (3, 3, 16, 16), (4, 1, 8, 8), (5, 1, 28, 14), (2, 3, 13, 9),
+                                   (2, 1, 64, 64)])
+def test_ssim_equals_torchmetrics_on_the_valid_positions(shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand(shape, generator=g)
+    y = x + 0.3 * torch.randn(shape, generator=g)  # partly outside [0, 1]: x_hat is clamped
+    torch.testing.assert_close(ssim_per_image(y, x), _torchmetrics_ssim(y, x), rtol=0, atol=2e-6)
+    torch.testing.assert_close(ssim_per_image(x.roll(1, -1), x), _torchmetrics_ssim(x.roll(1, -1), x), rtol=0,
+                               atol=2e-6)
+
+
+def test_evaluation_means_and_standard_errors_against_the_per_image_values(tiny_data, tiny_test_data):
+    from vaekit.data.dataset import fixed_sample
+    from vaekit.metrics.evaluate import batch_means_se
+
+    model = _vae()
+    train_mean = dataset_mean_image(tiny_data)
+    result = evaluate_model(model, tiny_test_data, train_mean=train_mean, iw_samples=3, iw_images=9, batch_size=7,
+                            seed=1)
+    # the images and batches evaluate_model uses (a fixed uniform sample, even batches of <= 7)
+    n = len(tiny_test_data)
+    x = tiny_test_data.batch(fixed_sample(n, n))
+    with torch.no_grad():
+        ssim, mse = ssim_per_image(model.reconstruct(x), x).double(), mse_per_image(model.reconstruct(x), x).double()
+    base = ssim_per_image(train_mean.expand_as(x), x).double()
+    assert result["test/ssim"] == pytest.approx(float(ssim.mean()), abs=1e-6)
+    assert result["test/ssim_se"] == pytest.approx(float(ssim.std() / math.sqrt(n)), rel=1e-4)
+    assert result["test/mse_se"] == pytest.approx(float(mse.std() / math.sqrt(n)), rel=1e-4)
+    assert result["baseline/mean_image/ssim_se"] == pytest.approx(float(base.std() / math.sqrt(n)), rel=1e-4)
+    assert result["test/iwae_nll_se"] > 0 and result["test/loss_se"] > 0
+    # batch-means standard error written out: equal batches give sd(batch means) / sqrt(B)
+    assert batch_means_se([1.0, 2.0, 4.0], [5, 5, 5]) == pytest.approx(float(torch.tensor([1.0, 2, 4]).std()) / math.sqrt(3))
+    # unequal batches: sum_b n_b^2 (m_b - m)^2 / n^2 * B / (B - 1)
+    m = (1 * 2 + 3 * 6) / 8
+    want = math.sqrt((2**2 * (1 - m) ** 2 + 6**2 * (3 - m) ** 2) / 8**2 * 2)
+    assert batch_means_se([1.0, 3.0], [2, 6]) == pytest.approx(want)
+    assert math.isnan(batch_means_se([1.0], [4]))

@@ -1,6 +1,7 @@
 """Sample-quality metrics against references: FD vs scipy's sqrtm (as pytorch-fid), precision/recall
 on point sets with known answers, MS-SSIM vs a numpy/scipy implementation and vs torchmetrics."""
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -117,7 +118,11 @@ def test_precision_recall_chunking_gives_the_same_answer(monkeypatch):
     whole = precision_recall(real, fake)
     monkeypatch.setattr(sq, "_MAX_DISTANCES", 1000)  # 3-5 rows per chunk
     assert precision_recall(real, fake) == whole
-    assert set(sample_quality(real, fake)) == {"fd", "precision", "recall"}
+    q = sample_quality(real, fake)
+    assert set(q) == {"fd", "precision", "recall", "precision_se", "recall_se"}
+    # binomial standard errors: precision is a fraction of the 200 fakes, recall of the 300 reals
+    assert q["precision_se"] == pytest.approx(math.sqrt(whole["precision"] * (1 - whole["precision"]) / 200))
+    assert q["recall_se"] == pytest.approx(math.sqrt(whole["recall"] * (1 - whole["recall"]) / 300))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,3 +219,18 @@ def test_ms_ssim_diversity():
     assert ms_ssim_diversity(noise, pairs=200, seed=4) != div
     blobs = blob_images(40, 32, 1)
     assert ms_ssim_diversity(blobs, pairs=200) > div  # smooth blobs resemble each other more than noise
+
+
+def test_ms_ssim_diversity_standard_error_is_that_of_the_mean_over_the_pairs_written_out():
+    # the pairs drawn as ms_ssim_diversity documents them, each scored on its own
+    images = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    pairs, seed = 40, 5
+    g = torch.Generator().manual_seed(seed)
+    i = torch.randint(12, (pairs,), generator=g)
+    j = torch.randint(11, (pairs,), generator=g)
+    j = j + (j >= i).long()
+    scores = torch.stack([ms_ssim_per_pair(images[a:a + 1], images[b:b + 1])[0] for a, b in zip(i, j)]).double()
+    mean, se = ms_ssim_diversity(images, pairs, seed, batch_size=7, return_se=True)
+    assert mean == pytest.approx(float(scores.mean()), abs=1e-6)
+    assert se == pytest.approx(float(scores.std() / math.sqrt(pairs)), rel=1e-4)
+    assert ms_ssim_diversity(images, pairs, seed, batch_size=7) == pytest.approx(mean, abs=1e-12)

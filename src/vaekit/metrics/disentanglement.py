@@ -117,6 +117,11 @@ def _sample_groups_sharing_a_factor(data: FactorDataset, n_groups: int, size: in
     return k, factors
 
 
+def _binomial_se(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy over n independent held-out points (given the fitted classifier)."""
+    return float(np.sqrt(accuracy * (1 - accuracy) / n))
+
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -309,6 +314,7 @@ def beta_vae_score(encode: EncodeFn, data: FactorDataset, *, n_train: int = 10_0
         model.fit(x_train, y_train)
         train_acc, eval_acc = model.score(x_train, y_train), model.score(x_eval, y_eval)
     return {"beta_vae/train_accuracy": float(train_acc), "beta_vae/eval_accuracy": float(eval_acc),
+            "beta_vae/eval_accuracy_se": _binomial_se(eval_acc, n_eval),
             "beta_vae/n_train": float(n_train), "beta_vae/n_eval": float(n_eval), "beta_vae/pairs": float(pairs)}
 
 
@@ -349,13 +355,15 @@ def factor_vae_score(encode: EncodeFn, data: FactorDataset, *, n_train: int = 10
            "factor_vae/n_var": float(n_var), "factor_vae/group_size": float(group_size),
            "factor_vae/active_dims": float(active.sum())}
     if not active.any():
-        return {"factor_vae/train_accuracy": 0.0, "factor_vae/eval_accuracy": 0.0, **out}
+        return {"factor_vae/train_accuracy": 0.0, "factor_vae/eval_accuracy": 0.0, "factor_vae/eval_accuracy_se": 0.0,
+                **out}
     train = _factor_vae_votes(encode, data, n_train, group_size, scale, active, g, batch_size)
     held = _factor_vae_votes(encode, data, n_eval, group_size, scale, active, g, batch_size)
     classifier = train.argmax(axis=0)  # (D_active,): the factor each latent votes for
     cols = np.arange(train.shape[1])
+    eval_acc = float(held[classifier, cols].sum() / held.sum())
     return {"factor_vae/train_accuracy": float(train[classifier, cols].sum() / train.sum()),
-            "factor_vae/eval_accuracy": float(held[classifier, cols].sum() / held.sum()), **out}
+            "factor_vae/eval_accuracy": eval_acc, "factor_vae/eval_accuracy_se": _binomial_se(eval_acc, n_eval), **out}
 
 
 # ---------------------------------------------------------------------------------------------

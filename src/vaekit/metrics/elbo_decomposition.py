@@ -47,7 +47,8 @@ def elbo_decomposition(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, 
                        generator: torch.Generator | None = None) -> dict:
     """MI, TC and DWKL in nats of the N posteriors N(mu_n, diag exp(logvar_n)), mu/logvar/z (N, D),
     z_n a draw from the n-th posterior; `samples` of the draws (all if N <= samples) are scored.
-    Returns {"mi", "tc", "dwkl", "kl" (their sum), "dwkl/<d>" per latent, "n", "samples"}."""
+    Returns {"mi", "tc", "dwkl", "kl" (their sum), "dwkl/<d>" per latent, "<term>_se" (standard error over
+    the scored draws), "n", "samples"}."""
     if not (mu.shape == logvar.shape == z.shape) or mu.ndim != 2:
         raise ValueError(f"mu, logvar and z must all be (N, D); got {tuple(mu.shape)}, {tuple(logvar.shape)}, "
                          f"{tuple(z.shape)}")
@@ -63,7 +64,11 @@ def elbo_decomposition(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, 
     dwkl_d = (log_qz_d - log_pz_d).mean(0)  # (D,)
     out = {"mi": float(mi), "tc": float(tc), "dwkl": float(dwkl_d.sum()), "kl": float(mi + tc + dwkl_d.sum())}
     out.update({f"dwkl/{d}": float(v) for d, v in enumerate(dwkl_d)})
-    return {**out, "n": n, "samples": len(pick), "log_n": math.log(n)}
+    # Standard errors over the scored draws (given the N posteriors): each term is a mean of per-draw values.
+    per_draw = {"mi": log_qz_x - log_qz, "tc": log_qz - log_qz_d.sum(1), "dwkl": (log_qz_d - log_pz_d).sum(1),
+                "kl": log_qz_x - log_pz_d.sum(1)}
+    se = {f"{k}_se": (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan) for k, v in per_draw.items()}
+    return {**out, **se, "n": n, "samples": len(pick), "log_n": math.log(n)}
 
 
 def dataset_elbo_decomposition(model, data, *, n: int | None = None, samples: int = 10_000, seed: int = 0,

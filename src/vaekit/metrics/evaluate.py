@@ -46,15 +46,32 @@ def evaluate_model(model, test_data, *, train_mean: torch.Tensor | None = None, 
                          max(1, min(batch_size, IMAGES_PER_CALL)), progress)
 
 
+def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    """Mean of per-item values and its standard error sd / sqrt(n) (nan for n < 2), in float64."""
+    v = values.double()
+    return float(v.mean()), (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan)
+
+
+def batch_means_se(means: list[float], sizes: list[int]) -> float:
+    """Standard error of the size-weighted mean of batch means, from their spread: the batches are
+    disjoint parts of one uniform sample, so sum_b n_b^2 (m_b - m)^2 / n^2 * B / (B - 1) estimates the
+    variance of the mean. nan for one batch."""
+    if len(means) < 2:
+        return math.nan
+    m, n = torch.tensor(means, dtype=torch.float64), torch.tensor(sizes, dtype=torch.float64)
+    mean = (m * n).sum() / n.sum()
+    return float(((n * (m - mean)).square().sum() / n.sum() ** 2 * len(m) / (len(m) - 1)).sqrt())
+
+
 def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_size, progress) -> dict:
     n = len(data) if max_images is None else min(max_images, len(data))
     device = next(model.parameters()).device
     if train_mean is not None:
         train_mean = train_mean.to(device)
     n_iw = 0 if iw_samples <= 0 or model.capabilities.bound is None else (n if iw_images is None else min(iw_images, n))
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}  # a term a model reports only for some batches is averaged over those
-    ssim_sum = mse_sum = iw_sum = base_ssim = base_mse = 0.0
+    batch_terms: dict[str, list[float]] = {}  # each term's batch means and their sizes: a term a model
+    batch_sizes: dict[str, list[int]] = {}    # reports only for some batches is averaged over those
+    per_image: dict[str, list[torch.Tensor]] = {"ssim": [], "mse": [], "iwae_nll": [], "base_ssim": [], "base_mse": []}
     order = fixed_sample(len(data), n)  # never "the first n": a split may be stored by class or factor
     # the cost in decoded images: each batch's terms and reconstruction, plus K decodes per IWAE image
     shown = TaskProgress("test-set evaluation", 2 * n + n_iw * iw_samples, "decoded images", enabled=progress)
@@ -66,30 +83,42 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
             y = model.side_information(Batch(x, labels))  # None for an unconditional model
             terms = model.loss(Batch(x, labels, side=y), 0)  # every term of an image on the same y
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
-                counts[k] = counts.get(k, 0) + len(idx)
+                batch_terms.setdefault(k, []).append(float(v))
+                batch_sizes.setdefault(k, []).append(len(idx))
             x_hat = model.reconstruct(x, y)
-            ssim_sum += float(ssim_per_image(x_hat, x).sum())
-            mse_sum += float(mse_per_image(x_hat, x).sum())
+            per_image["ssim"].append(ssim_per_image(x_hat, x).cpu())
+            per_image["mse"].append(mse_per_image(x_hat, x).cpu())
             if train_mean is not None:
-                base_ssim += float(ssim_per_image(train_mean.expand_as(x), x).sum())
-                base_mse += float(mse_per_image(train_mean.expand_as(x), x).sum())
+                per_image["base_ssim"].append(ssim_per_image(train_mean.expand_as(x), x).cpu())
+                per_image["base_mse"].append(mse_per_image(train_mean.expand_as(x), x).cpu())
             shown.advance(2 * len(idx))
             if start < n_iw:
                 x_iw, y_iw = x[: n_iw - start], None if y is None else y[: n_iw - start]
-                iw_sum += float(iwae_nll(model, x_iw, iw_samples, y_iw, on_chunk=shown.advance).sum())
-    result = {f"test/{k}": v / counts[k] for k, v in sums.items()}
-    result["test/ssim"] = ssim_sum / n
-    result["test/mse"] = mse_sum / n
+                per_image["iwae_nll"].append(iwae_nll(model, x_iw, iw_samples, y_iw, on_chunk=shown.advance).cpu())
+    result = {}
+    for k, means in batch_terms.items():
+        sizes = batch_sizes[k]
+        result[f"test/{k}"] = sum(m * b for m, b in zip(means, sizes)) / sum(sizes)
+    for key, name in (("ssim", "test/ssim"), ("mse", "test/mse")):
+        result[name], _ = mean_and_se(torch.cat(per_image[key]))
     if n_iw:
-        result["test/iwae_nll"] = iw_sum / n_iw
+        result["test/iwae_nll"], _ = mean_and_se(torch.cat(per_image["iwae_nll"]))
         result["iwae_of"] = model.capabilities.bound  # p(x), or p(x|y) for a conditional model
         result["iwae_samples"] = iw_samples
         result["iwae_images"] = n_iw
     if train_mean is not None:  # the (blurry) training mean image as every reconstruction
-        result["baseline/mean_image/ssim"] = base_ssim / n
-        result["baseline/mean_image/mse"] = base_mse / n
+        result["baseline/mean_image/ssim"], _ = mean_and_se(torch.cat(per_image["base_ssim"]))
+        result["baseline/mean_image/mse"], _ = mean_and_se(torch.cat(per_image["base_mse"]))
     result["images"] = n
+    # Standard errors over the scored test images (a uniform sample of the split; over the whole split
+    # they say how far another split of this size could move the number): per image where the value
+    # is per image, from the spread of the batch means for the model's own terms.
+    se = {f"test/{k}": batch_means_se(means, batch_sizes[k]) for k, means in batch_terms.items()}
+    for key, name in (("ssim", "test/ssim"), ("mse", "test/mse"), ("iwae_nll", "test/iwae_nll"),
+                      ("base_ssim", "baseline/mean_image/ssim"), ("base_mse", "baseline/mean_image/mse")):
+        if per_image[key]:
+            se[name] = mean_and_se(torch.cat(per_image[key]))[1]
+    result.update({f"{k}_se": v for k, v in se.items() if math.isfinite(v)})
     return result
 
 
@@ -134,7 +163,8 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
     """The KL term split into index-code MI, total correlation and dimension-wise KL over the training
     set (`elbo_decomposition`, Chen et al. 2018 eq. 2): mode "full" every training image and 10,000
     draws scored (minutes for dSprites' 737,280), "fast" 10,000 images and 2,000 draws (seconds; MI is
-    then at most log 10,000). Keys decomposition/{mi,tc,dwkl,kl,n,samples}; empty for "off" or a model
+    then at most log 10,000). Keys decomposition/{mi,tc,dwkl,kl,n,samples} and
+    each term's standard error over the scored draws, decomposition/<term>_se; empty for "off" or a model
     without a factorised posterior."""
     from .elbo_decomposition import dataset_elbo_decomposition
 
@@ -142,7 +172,8 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
         return {}  # q(z) of a conditional model mixes q(z|x, y) and its KL is to p(z|y): not this decomposition
     settings = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
     out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed, progress=progress)
-    return {f"decomposition/{k}": out[k] for k in ("mi", "tc", "dwkl", "kl", "n", "samples")}
+    keys = ("mi", "tc", "dwkl", "kl", "n", "samples", "mi_se", "tc_se", "dwkl_se", "kl_se")
+    return {f"decomposition/{k}": out[k] for k in keys if not (isinstance(out[k], float) and math.isnan(out[k]))}
 
 
 def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pairs: int = 10_000,
@@ -200,10 +231,11 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
             result.update(class_conditional_quality(net, fake, f_fake, f_test, test_data.labels,
                                                     data_classes(train_data), batch_size))
     with TaskProgress("MS-SSIM diversity", 2 * pairs if enough_test else pairs, "pairs", enabled=progress) as shown:
-        result["samples/ms_ssim"] = ms_ssim_diversity(fake, pairs, seed, batch_size, on_batch=shown.advance)
+        result["samples/ms_ssim"], result["samples/ms_ssim_se"] = ms_ssim_diversity(
+            fake, pairs, seed, batch_size, on_batch=shown.advance, return_se=True)
         if enough_test:
-            result["reference/test_ms_ssim"] = ms_ssim_diversity(test_data, pairs, seed, batch_size,
-                                                                 on_batch=shown.advance)
+            result["reference/test_ms_ssim"], result["reference/test_ms_ssim_se"] = ms_ssim_diversity(
+                test_data, pairs, seed, batch_size, on_batch=shown.advance, return_se=True)
     if inception_path is not None and enough_test:
         from .inception import inception_features, load_fid_inception
 

@@ -17,10 +17,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .image_quality import gaussian_window_1d, ssim_and_cs, ssim_window
 
 __all__ = [
     "MS_SSIM_WEIGHTS",
@@ -131,25 +135,23 @@ def precision_recall(real_features, fake_features, k: int = 3) -> dict[str, floa
 
 
 def sample_quality(real_features, fake_features, k: int = 3) -> dict[str, float]:
-    """Fréchet distance and k-NN precision/recall between two feature sets (N, D) and (M, D)."""
-    return {"fd": frechet_distance_features(real_features, fake_features),
-            **precision_recall(real_features, fake_features, k=k)}
+    """Fréchet distance and k-NN precision/recall between two feature sets (N, D) and (M, D), with the
+    binomial standard errors of precision and recall (fractions of M and N points, given the radii)."""
+    pr = precision_recall(real_features, fake_features, k=k)
+    return {"fd": frechet_distance_features(real_features, fake_features), **pr,
+            "precision_se": math.sqrt(pr["precision"] * (1 - pr["precision"]) / len(fake_features)),
+            "recall_se": math.sqrt(pr["recall"] * (1 - pr["recall"]) / len(real_features))}
 
 
 # ---------------------------------------------------------------------------------------------
 # MS-SSIM
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # exponents beta_j = gamma_j, fine to coarse (Wang 2003)
-_K1, _K2 = 0.01, 0.03  # data range 1
 
 
 def ms_ssim_window(h: int, w: int) -> tuple[int, float]:
-    """The Gaussian window (size, sigma): 11 and 1.5, or for images under 11 pixels the largest odd
-    size that fits, with the sigma ssim_per_image uses for it."""
-    size = min(11, h - (1 - h % 2), w - (1 - w % 2))
-    if size < 3:
-        raise ValueError(f"images of {h}x{w} are too small for SSIM (need at least 3x3)")
-    return size, (1.5 if size == 11 else (size - 1) / 7)
+    """The Gaussian window (size, sigma) of ssim_per_image: 11 and 1.5, or the largest odd size that fits."""
+    return ssim_window(h, w)
 
 
 def ms_ssim_scales(h: int, w: int) -> int:
@@ -161,28 +163,6 @@ def ms_ssim_scales(h: int, w: int) -> int:
     while n < len(MS_SSIM_WEIGHTS) and min(h, w) // 2**n >= size:
         n += 1
     return n
-
-
-def _gaussian_1d(size: int, sigma: float, dtype, device) -> Tensor:
-    t = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
-    g = torch.exp(-t.square() / (2 * sigma**2))
-    return g / g.sum()  # (size,)
-
-
-def _ssim_and_cs(a: Tensor, b: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean SSIM and mean contrast-structure term over channels and valid window positions. (B,), (B,)"""
-    bsz, c, h, w = a.shape
-    x = torch.cat([a, b, a * a, b * b, a * b]).reshape(5 * bsz * c, 1, h, w)
-    x = F.conv2d(x, g.view(1, 1, 1, -1))  # separable Gaussian, no padding: valid positions only
-    x = F.conv2d(x, g.view(1, 1, -1, 1))
-    mu_a, mu_b, aa, bb, ab = x.reshape(5, bsz, c, *x.shape[-2:])
-    var_a = (aa - mu_a.square()).clamp(min=0)
-    var_b = (bb - mu_b.square()).clamp(min=0)
-    cov = ab - mu_a * mu_b
-    c1, c2 = _K1**2, _K2**2
-    cs = (2 * cov + c2) / (var_a + var_b + c2)  # eq. 3 x eq. 4 with C3 = C2/2
-    lum = (2 * mu_a * mu_b + c1) / (mu_a.square() + mu_b.square() + c1)  # eq. 2
-    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
 
 
 def ms_ssim_per_pair(a: Tensor, b: Tensor) -> Tensor:
@@ -206,12 +186,12 @@ def ms_ssim_per_pair(a: Tensor, b: Tensor) -> Tensor:
     a, b = a.to(dtype), b.to(dtype)
     h, w = a.shape[-2:]
     n_scales = ms_ssim_scales(h, w)
-    g = _gaussian_1d(*ms_ssim_window(h, w), dtype=dtype, device=a.device)
+    g = gaussian_window_1d(*ssim_window(h, w), dtype=dtype, device=a.device)
     weights = torch.tensor(MS_SSIM_WEIGHTS[:n_scales], dtype=dtype, device=a.device)
     weights = weights / weights.sum()
     score = torch.ones(len(a), dtype=dtype, device=a.device)
     for j in range(n_scales):
-        ssim, cs = _ssim_and_cs(a, b, g)
+        ssim, cs = ssim_and_cs(a, b, g)
         term = ssim if j == n_scales - 1 else cs
         score = score * term.clamp(min=0).pow(weights[j])
         if j < n_scales - 1:
@@ -228,8 +208,10 @@ def _take(images, idx: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def ms_ssim_diversity(images, pairs: int = 10_000, seed: int = 0, batch_size: int = 500, on_batch=None) -> float:
-    """Mean MS-SSIM over `pairs` random pairs of distinct images (lower = more diverse).
+def ms_ssim_diversity(images, pairs: int = 10_000, seed: int = 0, batch_size: int = 500, on_batch=None,
+                      return_se: bool = False):
+    """Mean MS-SSIM over `pairs` random pairs of distinct images (lower = more diverse); with
+    `return_se`, (mean, its standard error sd / sqrt(pairs) over the pairs).
 
     `images` is a tensor (N, C, H, W) (float in [0, 1] or uint8) or an ImageDataset. Pairs are
     drawn with replacement from a torch.Generator seeded with `seed`, so the value does not depend
@@ -241,10 +223,16 @@ def ms_ssim_diversity(images, pairs: int = 10_000, seed: int = 0, batch_size: in
     i = torch.randint(n, (pairs,), generator=g)
     j = torch.randint(n - 1, (pairs,), generator=g)
     j = j + (j >= i).long()  # uniform over the other n - 1 images
-    total = 0.0
+    total, squares = 0.0, 0.0
     for start in range(0, pairs, batch_size):
         a, b = _take(images, i[start:start + batch_size]), _take(images, j[start:start + batch_size])
-        total += float(ms_ssim_per_pair(a, b).double().sum())
+        score = ms_ssim_per_pair(a, b).double()
+        total += float(score.sum())
+        squares += float(score.square().sum())
         if on_batch is not None:  # progress: pairs done
             on_batch(len(a))
-    return total / pairs
+    mean = total / pairs
+    if not return_se:
+        return mean
+    var = max(squares - pairs * mean * mean, 0.0) / (pairs - 1) if pairs > 1 else math.nan
+    return mean, math.sqrt(var / pairs)

@@ -1,0 +1,235 @@
+"""What a run's final evaluation and `vaekit evaluate` (defaults) cost, old code against new, as a
+share of the training time of the README's command for the same model.
+
+For each row: train the README command at reduced steps into a run folder (once; an existing folder
+with a checkpoint is reused), then on that one folder time, in subprocesses,
+  - the final-evaluation path (`evaluate_run` with the options `vaekit train` gives it), and
+  - `vaekit evaluate RUN --json --quiet` with its defaults,
+with the old code (a git worktree of --old-commit, on PYTHONPATH) and the new code (this checkout),
+old and new back to back so that both see the same load. The training time of the README's full
+step count is extrapolated from the run's own metrics.jsonl (images/s at every log interval, the
+first interval left out as warm-up): seconds per step = batch size / images per second.
+The feature network of a dataset is trained and cached before anything is timed (both codes read
+the same cache), so no row pays for it.
+
+    git -C . worktree add /tmp/eval-old 50ae03e
+    python benchmarks/evaluation_cost.py [--rows vae,btcvae,...] [--old-src /tmp/eval-old/src]
+
+Rows already in benchmarks/results/evaluation_cost.json are skipped (resumable); each finished
+measurement is written at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PY = sys.executable
+
+# name: (model, data, reduced steps, --set overrides, README steps, README command)
+ROWS = {
+    "vae": ("vae", "fashion-mnist", 100, [], 2000, "make demo (vaekit train vae --data fashion-mnist --steps 2000)"),
+    "btcvae": ("btcvae", "dsprites", 100, [], 500, "vaekit train btcvae --data dsprites --steps 500"),
+    "cvae": ("cvae", "fashion-mnist", 100, [], 2000, "vaekit train cvae --data fashion-mnist --steps 2000"),
+    "m2": ("m2", "fashion-mnist", 100, ["data.labelled=1000"], 1000,
+           "vaekit train m2 --data fashion-mnist --set data.labelled=1000 --steps 1000"),
+    "draw": ("draw", "fashion-mnist", 50, ["data.binarize=dynamic", "model.glimpses=16"], 1000,
+             "vaekit train draw --data fashion-mnist --set data.binarize=dynamic --set model.glimpses=16 --steps 1000"),
+    "introvae": ("introvae", "fashion-mnist", 50, [], 1000, "vaekit train introvae --data fashion-mnist --steps 1000"),
+}
+
+# The final-evaluation path of `vaekit train` (run/folder.py, _train_run), for either code: the same
+# options, data (the partly labelled train split of a semi-supervised run) and training mean.
+FINAL_DRIVER = r"""
+import json, sys, time
+import torch
+import vaekit
+from vaekit.run import EvaluationOptions, evaluate_run, load_run, load_split
+from vaekit.metrics import dataset_mean_image
+run = sys.argv[1]
+cfg, model, saved = load_run(run)
+train, test = load_split(cfg, "train"), load_split(cfg, "test")
+if cfg.data.labelled is not None:
+    from vaekit.data.labelled import partly_labelled
+    kept = torch.tensor(json.load(open(run + "/labelled.json"))["positions"])
+    train = partly_labelled(train, kept)
+options = EvaluationOptions(iw_samples=50, iw_images=200, images=cfg.train.final_eval_images or None,
+                            seed=cfg.train.seed, samples=0, completion_images=min(1000, cfg.train.final_eval_images or 1000),
+                            progress=False)
+train_mean = dataset_mean_image(train)
+t = time.perf_counter()
+result = evaluate_run(model, train, test, options, train_mean=train_mean)
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "vaekit": vaekit.__file__, "threads": torch.get_num_threads(),
+                  "result": {k: v for k, v in result.items() if not isinstance(v, list)}}))
+"""
+
+WARM_DRIVER = r"""
+import sys
+from vaekit.run import load_run, load_split
+from vaekit.metrics.feature_net import get_feature_net
+cfg, model, _ = load_run(sys.argv[1])
+train, test = load_split(cfg, "train"), load_split(cfg, "test")
+if train.labels is not None:
+    get_feature_net(train, test, progress=print)
+"""
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def env_for(src: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(src)}
+
+
+def train(name: str, out: Path) -> None:
+    model, data, steps, sets, _, _ = ROWS[name]
+    if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()) and (out / "metrics.jsonl").exists():
+        say(f"{name}: reusing {out}")
+        return
+    cmd = [PY, "-m", "vaekit", "train", model, "--data", data, "--steps", str(steps), "--out", str(out), "--quiet",
+           "--iw-samples", "0"]  # the run's own final evaluation is not what is timed here
+    for s in sets:
+        cmd += ["--set", s]
+    if out.exists():
+        cmd.append("--resume")
+    say(f"{name}: training {' '.join(cmd[2:])}")
+    subprocess.run(cmd, check=True, env=env_for(ROOT / "src"), stdout=subprocess.DEVNULL)
+
+
+def seconds_per_step(out: Path) -> tuple[float, int]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    speeds = [r["images_per_s"] for r in rows if r.get("images_per_s")]
+    speeds = speeds[1:] or speeds  # the first interval includes warm-up
+    batch = json.loads((out / "config.json").read_text())["train"]["batch_size"]
+    return batch / statistics.mean(speeds), batch
+
+
+def time_final(src: Path, out: Path) -> dict:
+    p = subprocess.run([PY, "-c", FINAL_DRIVER, str(out)], env=env_for(src), capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(p.stderr[-2000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def time_evaluate(src: Path, out: Path) -> dict:
+    t = time.perf_counter()
+    p = subprocess.run([PY, "-m", "vaekit", "evaluate", str(out), "--json", "--quiet"], env=env_for(src),
+                       capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if p.returncode:
+        raise RuntimeError(p.stderr[-2000:])
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"seconds": seconds, "result": {k: v for k, v in result.items() if not isinstance(v, list)}}
+
+
+def machine() -> str:
+    mem = ""
+    try:
+        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{platform.machine()}, {os.cpu_count()} cores{mem}, load average {load:.1f} at the start"
+
+
+def write_md(data: dict) -> None:
+    lines = ["# Cost of the final evaluation and of `vaekit evaluate`, old code against new", "",
+             f"Command: `{data['command']}`", f"Date: {data['date']}; machine: {data['machine']}; "
+             f"old code: {data['old_commit']} (git worktree), new: this checkout.",
+             "Budget: each row trains its README command at reduced steps once; the final-evaluation path "
+             "(`evaluate_run` with `vaekit train`'s options) and `vaekit evaluate RUN --json --quiet` (defaults) "
+             "are each timed once per code, old then new back to back on the same run folder, feature networks "
+             "cached beforehand. Training time of the README step count is extrapolated from the run's "
+             "metrics.jsonl (batch / mean images/s after the first log interval) x README steps.", "",
+             "| row | README training (s, extrapolated) | final eval old (s) | new (s) | old % | new % "
+             "| evaluate old (s) | new (s) | old % | new % |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in data["rows"].items():
+        t = r.get("train_seconds_readme")
+        if t is None:
+            continue
+
+        def cell(kind, code):
+            m = r.get(f"{kind}_{code}")
+            return ("—", "—") if m is None else (f"{m['seconds']:.1f}", f"{100 * m['seconds'] / t:.1f}")
+        fo, fn, eo, en = cell("final", "old"), cell("final", "new"), cell("evaluate", "old"), cell("evaluate", "new")
+        lines.append(f"| {name} | {t:.0f} | {fo[0]} | {fn[0]} | {fo[1]} | {fn[1]} | {eo[0]} | {en[0]} | {eo[1]} "
+                     f"| {en[1]} |")
+    lines += ["", "Targets: final evaluation <= 10 % of the training time, `vaekit evaluate` <= 25 %.", "",
+              "Rows (README command, reduced steps, seconds per training step):"]
+    for name, r in data["rows"].items():
+        lines.append(f"- {name}: `{r['readme_command']}`; trained {r['trained_steps']} steps, "
+                     f"{r['seconds_per_step']:.3f} s/step (batch {r['batch_size']})")
+    if data.get("notes"):
+        lines += ["", *(f"- {n}" for n in data["notes"])]
+    (RESULTS / "evaluation_cost.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
+    ap.add_argument("--old-src", default="/tmp/eval-old/src")
+    ap.add_argument("--old-commit", default="50ae03e")
+    ap.add_argument("--runs", default="/tmp/vaekit-evaluation-cost", help="where the run folders go")
+    ap.add_argument("--skip", default="", help="measurements to leave out, e.g. evaluate_old (comma-separated)")
+    ap.add_argument("--note", action="append", default=[], help="a line for the .md (the load, what was left out)")
+    args = ap.parse_args()
+    old_src, runs = Path(args.old_src), Path(args.runs)
+    if not (old_src / "vaekit").is_dir():
+        ap.error(f"{old_src} holds no vaekit; git -C {ROOT} worktree add {old_src.parent} {args.old_commit}")
+    runs.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "evaluation_cost.json"
+    data = json.loads(path.read_text()) if path.exists() else {"rows": {}}
+    data.update({"command": "python " + " ".join(["benchmarks/evaluation_cost.py", *sys.argv[1:]]),
+                 "date": data.get("date") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "machine": data.get("machine") or machine(), "old_commit": args.old_commit})
+    skip = {s for s in args.skip.split(",") if s}
+    data["notes"] = [*data.get("notes", []), *(n for n in args.note if n not in data.get("notes", []))]
+
+    def save():  # merged with what is on disk: another instance may have finished other measurements
+        on_disk = json.loads(path.read_text()) if path.exists() else {"rows": {}}
+        for name, row in data["rows"].items():
+            on_disk["rows"].setdefault(name, {}).update(row)
+        data["rows"] = on_disk["rows"]
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        write_md(data)
+
+    for name in [r for r in args.rows.split(",") if r]:
+        out = runs / name
+        train(name, out)
+        per_step, batch = seconds_per_step(out)
+        row = data["rows"].setdefault(name, {})
+        row.update({"readme_command": ROWS[name][5], "trained_steps": ROWS[name][2], "batch_size": batch,
+                    "seconds_per_step": per_step, "train_seconds_readme": per_step * ROWS[name][4]})
+        for kind, timer in (("final", time_final), ("evaluate", time_evaluate)):
+            for code, src in (("old", old_src), ("new", ROOT / "src")):
+                key = f"{kind}_{code}"
+                if key in row or key in skip:
+                    continue
+                if kind == "evaluate" and not row.get("feature_net_warm"):  # trained once, not timed
+                    subprocess.run([PY, "-c", WARM_DRIVER, str(out)], check=True, env=env_for(ROOT / "src"))
+                    row["feature_net_warm"] = True
+                say(f"{name}: {kind} with the {code} code ...")
+                row[key] = timer(src, out)
+                say(f"{name}: {kind} {code}: {row[key]['seconds']:.1f} s "
+                    f"({100 * row[key]['seconds'] / row['train_seconds_readme']:.1f} % of "
+                    f"{row['train_seconds_readme']:.0f} s training)")
+                save()
+        save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
