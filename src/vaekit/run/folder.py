@@ -270,8 +270,9 @@ def _worker_plan(cfg: RunConfig, out: Path, resume: bool, train_images: int) -> 
     t = cfg.train
     steps = t.steps if t.epochs is None else max(1, round(t.epochs * (train_images // t.batch_size)))
     done = 0
-    if resume and (ckpt := latest_checkpoint(out)) is not None:
-        done = checkpoint_step(ckpt)
+    if resume:  # the newest step folder's name: enough for a plan, and silent (rank 0 checks it in earnest)
+        done = max((checkpoint_step(p) for p in (out / "checkpoints").glob("step-*") if p.is_dir() and
+                    p.name[5:].isdigit()), default=0)
     return distributed.worker_plan(t.processes, resolve_device(t.device), t.batch_size,
                                    max(0, steps - done) * t.batch_size)
 
