@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 WORKER = Path(__file__).parent / "helpers" / "vaekit_worker.py"
 TINY = ["--set", "model.norm=none", "--set", "model.latent_dim=4", "--set", "model.base_channels=4",
         "--set", "model.max_channels=8", "--set", "train.eval_every=0", "--set", "train.batch_size=16",
-        "--set", "train.log_every=1", "--iw-samples", "0", "--quiet"]
+        "--set", "train.log_every=1", "--set", "train.precision=fp32", "--iw-samples", "0", "--quiet"]
 
 
 def _env(**extra) -> dict:
