@@ -103,7 +103,7 @@ def main() -> None:
     data = {"command": "python benchmarks/time_to_quality.py" + (f" --steps {args.steps}" if args.steps != 3000 else ""),
             "date": date, "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
             "commands": commands, "curves": curves, "rows": rows,
-            "settings": {v: {"precision": s["train"].get("precision", "fp32"),
+            "settings": {v: {"precision": s.get("precision", s["train"].get("precision", "fp32")),
                              "processes": s.get("processes", 1)} for v, s in saved.items()}}
     args.out.with_suffix(".json").write_text(json.dumps(data, indent=1))
 
