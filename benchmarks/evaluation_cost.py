@@ -227,6 +227,7 @@ def main() -> int:
                     f"({100 * row[key]['seconds'] / row['train_seconds_readme']:.1f} % of "
                     f"{row['train_seconds_readme']:.0f} s training)")
                 save()
+                row = data["rows"][name]  # save() re-reads the rows: keep adding to the one it holds now
         save()
     return 0
 

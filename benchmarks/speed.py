@@ -114,7 +114,8 @@ def timed_run(version: str, args: list[str], steps: int, log_every: int, process
     rates = [row["images_per_s"] for row in rows[1:]] or [rows[0]["images_per_s"]]
     saved = json.loads((out / "config.json").read_text())
     return {"images_per_s": statistics.median(rates), "wall_s": wall,
-            "precision": saved.get("precision", saved["train"].get("precision", "fp32")),  # what auto resolved to "processes": processes if version == "after" else 1,
+            "precision": saved.get("precision", saved["train"].get("precision", "fp32")),  # what auto resolved to
+            "processes": processes if version == "after" else 1,
             "command": "vaekit " + shlex.join(cmd[3:]).replace(str(out), "OUT")}
 
 
