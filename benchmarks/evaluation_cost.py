@@ -93,7 +93,8 @@ def env_for(src: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(src)}
 
 
-def train(name: str, out: Path) -> None:
+def train(name: str, out: Path, old_src: Path) -> None:
+    """Trained by the old code: its run folder is one both codes read (the new one reads old configs)."""
     model, data, steps, sets, _, _ = ROWS[name]
     if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()) and (out / "metrics.jsonl").exists():
         say(f"{name}: reusing {out}")
@@ -105,7 +106,7 @@ def train(name: str, out: Path) -> None:
     if out.exists():
         cmd.append("--resume")
     say(f"{name}: training {' '.join(cmd[2:])}")
-    subprocess.run(cmd, check=True, env=env_for(ROOT / "src"), stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, env=env_for(old_src), stdout=subprocess.DEVNULL)
 
 
 def seconds_per_step(out: Path) -> tuple[float, int]:
@@ -208,7 +209,7 @@ def main() -> int:
 
     for name in [r for r in args.rows.split(",") if r]:
         out = runs / name
-        train(name, out)
+        train(name, out, old_src)
         per_step, batch = seconds_per_step(out)
         row = data["rows"].setdefault(name, {})
         row.update({"readme_command": ROWS[name][5], "trained_steps": ROWS[name][2], "batch_size": batch,
