@@ -48,6 +48,10 @@ def torchrun(args: list[str], processes: int = 2, timeout: int = 240, **env) -> 
         import warnings
 
         warnings.warn("a torchrun worker aborted (SIGABRT); retrying once:\n" + r.stderr[:3000])
+        if "--out" in args:  # the aborted attempt's folder would refuse the retry as not empty
+            import shutil
+
+            shutil.rmtree(args[args.index("--out") + 1], ignore_errors=True)
         r = once()
     return r
 
