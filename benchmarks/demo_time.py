@@ -22,24 +22,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = "50ae03e"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from before_code import BEFORE, source  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "demo_time.json"
-
-
-def _source(version: str) -> Path:
-    if version == "after":
-        return ROOT
-    tree = Path(tempfile.gettempdir()) / f"vaekit-speed-{BEFORE}"
-    if not tree.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), BEFORE], check=True,
-                       capture_output=True)
-    return tree
 
 
 def demo(version: str, work: Path) -> dict:
     out = work / version
     shutil.rmtree(out, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(_source(version) / "src")}
+    env = {**os.environ, "PYTHONPATH": str(source(version) / "src")}
     vaekit = [sys.executable, "-m", "vaekit"]
     t0 = time.perf_counter()
     subprocess.run([*vaekit, "train", "vae", "--data", "fashion-mnist", "--steps", "2000", "--seed", "0",

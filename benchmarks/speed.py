@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
+from before_code import BEFORE, source  # noqa: E402
 from peak import measure_peak  # noqa: E402
 
-BEFORE = "50ae03e"
 # name, what, CLI args of the README's command, its steps, timed steps, log_every
 FAMILIES = [
     ("vae_conv", "VAE, conv (default), Fashion-MNIST, batch 128",
@@ -59,16 +59,6 @@ FAMILIES = [
      ["draw", "--data", "fashion-mnist", "--set", "data.binarize=dynamic"], 1000, 24, 4),
 ]
 COMMON = ["--iw-samples", "0", "--quiet", "--set", "train.eval_every=0", "--set", "train.final_eval_images=100"]
-
-
-def _source(version: str) -> Path:
-    if version == "after":
-        return ROOT
-    tree = Path(tempfile.gettempdir()) / f"vaekit-speed-{BEFORE}"
-    if not tree.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), BEFORE], check=True,
-                       capture_output=True)
-    return tree
 
 
 def _plan(args: list[str], readme_steps: int | None) -> int:
@@ -100,7 +90,7 @@ def _base(args: list[str]) -> dict:
 
 
 def timed_run(version: str, args: list[str], steps: int, log_every: int, processes: int, out: Path) -> dict:
-    src = _source(version)
+    src = source(version)
     extra = ["--set", f"train.processes={processes}"] if version == "after" else []
     cmd = [sys.executable, "-m", "vaekit", "train", *args, "--steps", str(steps), "--out", str(out), *COMMON,
            "--set", f"train.log_every={log_every}", "--set", f"train.checkpoint_every={steps}", *extra]

@@ -24,25 +24,15 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = "50ae03e"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from before_code import BEFORE, source  # noqa: E402
 SSIM = (0.55, 0.60, 0.65)
 ELBO = (-260.0, -250.0, -245.0)  # nats per image, test ELBO (higher is better)
 EVAL_EVERY = 100
 LOG_EVERY = 25
-
-
-def _source(version: str) -> Path:
-    if version == "after":
-        return ROOT
-    tree = Path(tempfile.gettempdir()) / f"vaekit-speed-{BEFORE}"
-    if not tree.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), BEFORE], check=True,
-                       capture_output=True)
-    return tree
 
 
 def train(version: str, steps: int, out: Path) -> list[str]:
@@ -54,8 +44,8 @@ def train(version: str, steps: int, out: Path) -> list[str]:
             import shutil
 
             shutil.rmtree(out)
-        env = {**os.environ, "PYTHONPATH": str(_source(version) / "src")}
-        subprocess.run(cmd, env=env, check=True, cwd=str(_source(version)))
+        env = {**os.environ, "PYTHONPATH": str(source(version) / "src")}
+        subprocess.run(cmd, env=env, check=True, cwd=str(source(version)))
     return cmd
 
 
