@@ -132,7 +132,7 @@ def step_once(model, x: Tensor, labels: Tensor | None = None, seed: int = 2):
     before = copy.deepcopy(model)
     names = None if labels is None else [str(c) for c in range(int(labels.max()) + 1)]
     data = ImageDataset("batch", "train", (x * 255).round().to(torch.uint8), labels, names, "memory")
-    trainer = Trainer(model, data, TrainConfig(steps=1, batch_size=len(x), log_every=1, precision="fp32"), progress=False)
+    trainer = Trainer(model, data, TrainConfig(steps=1, batch_size=len(x), log_every=1, precision="fp32", channels_last=False), progress=False)
     torch.manual_seed(seed)
     trainer.train_step(Batch(x, labels))
     return before, model

@@ -79,7 +79,7 @@ def introvae_optimiser_steps(trainer_class, update="alternating"):
     whether its gradient is that of its own loss alone (torch.autograd.grad on a copy of the model at
     the weights the phase's loss was computed with), and which encoder / generator weights it changed."""
     model = make("introvae", margin=5.0, update=update)
-    trainer = trainer_class(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-2, precision="fp32"), progress=False)
+    trainer = trainer_class(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-2, precision="fp32", channels_last=False), progress=False)
     states, loss = [], model.loss  # the weights each phase's loss is computed with
 
     def recording_loss(batch, step=0, phase=0):
@@ -141,7 +141,7 @@ def test_introvae_gradients_are_those_of_algorithm_1():
     eq. 12 on the re-encoded X_r, X_p (line 11), computed here independently of the model's code."""
     alpha, beta, m = 0.25, 0.7, 6.0
     model = make("introvae", alpha=alpha, beta=beta, margin=m, norm="none")
-    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-2, precision="fp32"), progress=False)
+    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, lr=1e-2, precision="fp32", channels_last=False), progress=False)
     grads = {}
     for name, opt in trainer.optimizers.items():
         original = opt.step
@@ -222,7 +222,7 @@ def test_introvae_simultaneous_update_takes_both_gradients_at_the_same_weights()
     terms = model.loss(Batch(x))
     dec = list(model.decoder.parameters())
     expected = torch.autograd.grad(terms["loss/generator"], dec, retain_graph=True)
-    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, precision="fp32"), progress=False)
+    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, precision="fp32", channels_last=False), progress=False)
     grads = {}
     original = trainer.optimizers["loss/generator"].step
     trainer.optimizers["loss/generator"].step = lambda *a, **k: (grads.update(g=[p.grad.clone() for p in dec]),
@@ -263,7 +263,7 @@ def test_introvae_encoder_running_statistics_come_from_real_images_only(update):
     each step's weights, and an evaluation's KL(real) is that of such an encoder."""
     model = make("introvae", margin=5.0, update=update, pretrain_epochs=0.5, steps_per_epoch=4)
     held_out = images(16, seed=2)
-    trainer = Trainer(model, _Data(images(32, seed=1)), TrainConfig(steps=6, batch_size=8, lr=1e-2, precision="fp32"), progress=False,
+    trainer = Trainer(model, _Data(images(32, seed=1)), TrainConfig(steps=6, batch_size=8, lr=1e-2, precision="fp32", channels_last=False), progress=False,
                       evaluate=lambda m, step: {"kl/real": m.encode(held_out).kl()})
     fed, train_step = [], trainer.train_step  # (the real batch, the encoder's weights when phase 0 encodes it)
 

@@ -49,9 +49,10 @@ class TwoGroupToy(GenerativeModel):
 
 
 def _cfg(**kw):
-    # fp32: these tests compare gradients and parameters with ones computed here in float32
+    # fp32 and NCHW: these tests compare gradients and parameters with ones computed here in float32 on
+    # a model in the default layout
     return TrainConfig(**{"steps": 4, "batch_size": 32, "log_every": 2, "eval_every": 0, "checkpoint_every": 1000,
-                          "seed": 0, "precision": "fp32", **kw})
+                          "seed": 0, "precision": "fp32", "channels_last": False, **kw})
 
 
 @pytest.mark.parametrize("phases", [None, (("loss/a",), ("loss/b",))])

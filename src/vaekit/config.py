@@ -89,7 +89,8 @@ class TrainConfig:
     #                                (vaekit.distributed.worker_plan); 1 = this process alone
     check_every: int = 0  # steps between the host's reads of the divergence checks (the device keeps a flag
     #                       between them, so a GPU step makes no host sync); 0 = 1 on a CPU, log_every on a GPU
-    channels_last: bool = False  # convolutions in channels-last memory order (faster on recent GPUs)
+    channels_last: bool | str = "auto"  # convolutions in channels-last memory order; auto = on a CPU for a model
+    #                                    with convolutions, where it is measured faster (vaekit.layout)
     compile: bool = False  # torch.compile the model's loss (minutes of compiling first)
     sync_batchnorm: bool = False  # under torchrun: batch norm over the global batch (every rank's images),
     #                               not each rank's B / W (vaekit.nn.batchnorm.GlobalBatchNorm)
@@ -110,6 +111,8 @@ class TrainConfig:
         _fail_unless(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
         _fail_unless(self.precision in ("auto", "fp32", "bf16"),
                      f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        _fail_unless(self.channels_last in ("auto", True, False),
+                     f"train.channels_last must be auto, true or false, got {self.channels_last!r}")
         _fail_unless(self.processes == "auto" or (isinstance(self.processes, int) and self.processes >= 1),
                      f"train.processes must be auto or a whole number >= 1, got {self.processes!r}")
         _fail_unless(self.explode_factor == 0 or self.explode_factor > 1,

@@ -66,7 +66,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--iw-samples", type=int, default=100, help="K importance samples for the IWAE bound (0 = skip)")
     p.add_argument("--iw-images", default="200", help="test images scored with the IWAE bound, or 'all' (default 200)")
     p.add_argument("--images", default="all", help="test images for every other metric, or 'all'")
-    p.add_argument("--batch-size", type=int, default=500, help="images per network call (at most 500; default 500)")
+    p.add_argument("--batch-size", type=int, default=250, help="images per network call (at most 250; default 250)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--disentanglement", choices=("fast", "full", "off"), default="fast",

@@ -192,6 +192,7 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
     - FID, when `inception_path` names local FID-Inception weights (safetensors).
     Samples are drawn in eval mode under `seed`. (Not under no_grad as a whole: a feature network
     trained on first use needs gradients.) FD and the test images' MS-SSIM need two or more test images."""
+    from . import reference
     from .feature_net import extract_features, get_feature_net
     from .sample_quality import frechet_distance_features, ms_ssim_diversity, sample_quality
 
@@ -214,28 +215,27 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
     enough_test = len(test_data) >= 2
     if train_data.labels is not None and test_data.labels is not None and enough_test:
         net, info = get_feature_net(train_data, test_data, feature_net_path, say, device=device_of(model))
+        # the test split's features and radii and the training images' floor do not depend on the model:
+        # computed once per feature net and data, then read from the cache (metrics/reference.py)
         with TaskProgress("sample-quality features", len(test_data) + len(fake) + len(real_train),
                           enabled=progress) as shown:
-            f_test = extract_features(net, test_data, batch_size)
-            shown.advance(len(test_data))
+            f_test, radii, floor = reference.sample_reference(net, test_data, real_train, pairs=pairs, seed=seed,
+                                                              batch_size=batch_size, shown=shown)
             f_fake = extract_features(net, fake, batch_size)
             shown.advance(len(fake))
-            f_train = extract_features(net, real_train, batch_size)
-            shown.advance(len(real_train))
-        q = sample_quality(f_test, f_fake)
-        floor = sample_quality(f_test, f_train)
+        q = sample_quality(f_test, f_fake, real_radii=radii)
         result.update({f"samples/{k}": v for k, v in q.items()})
-        result.update({f"reference/train_{k}": v for k, v in floor.items()})
+        result.update(floor)
         result["feature_net/test_accuracy"] = info["test_accuracy"]
         if model.capabilities.label_conditional:  # samples drawn for labels cycling through the data's classes
             result.update(class_conditional_quality(net, fake, f_fake, f_test, test_data.labels,
                                                     data_classes(train_data), batch_size))
-    with TaskProgress("MS-SSIM diversity", 2 * pairs if enough_test else pairs, "pairs", enabled=progress) as shown:
+    with TaskProgress("MS-SSIM diversity", pairs, "pairs", enabled=progress) as shown:
         result["samples/ms_ssim"], result["samples/ms_ssim_se"] = ms_ssim_diversity(
             fake, pairs, seed, batch_size, on_batch=shown.advance, return_se=True)
-        if enough_test:
-            result["reference/test_ms_ssim"], result["reference/test_ms_ssim_se"] = ms_ssim_diversity(
-                test_data, pairs, seed, batch_size, on_batch=shown.advance, return_se=True)
+    if enough_test and "reference/test_ms_ssim" not in result:  # no labels, so no feature net and no cache
+        result["reference/test_ms_ssim"], result["reference/test_ms_ssim_se"] = ms_ssim_diversity(
+            test_data, pairs, seed, batch_size, return_se=True)
     if inception_path is not None and enough_test:
         from .inception import inception_features, load_fid_inception
 

@@ -33,6 +33,7 @@ from ..progress import TaskProgress
 from ..errors import CheckpointError, ConfigError
 from ..models.base import eval_mode
 from ..files import atomic_path, read_safetensors, write_json_atomic
+from ..layout import channels_last_while
 
 __all__ = [
     "FeatureNet",
@@ -129,11 +130,11 @@ def _batches(images, batch_size: int):
             yield images.batch(torch.arange(start, min(start + batch_size, len(images))))
 
 
-def extract_features(net: nn.Module, images, batch_size: int = 500) -> Tensor:
+def extract_features(net: nn.Module, images, batch_size: int = 250) -> Tensor:
     """`net.features` of every image (an ImageDataset or a tensor (N, C, H, W)), in eval mode.
     -> float32 (N, D) on the CPU"""
     device = _device_of(net)
-    with eval_mode(net):
+    with eval_mode(net), channels_last_while(net, device), torch.no_grad():
         out = [net.features(x.to(device)).float().cpu() for x in _batches(images, batch_size)]
     return torch.cat(out)
 

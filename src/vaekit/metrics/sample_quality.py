@@ -31,6 +31,7 @@ __all__ = [
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_features",
+    "knn_radii",
     "ms_ssim_diversity",
     "ms_ssim_per_pair",
     "ms_ssim_scales",
@@ -96,8 +97,9 @@ def _row_chunk(n_cols: int) -> int:
     return max(1, _MAX_DISTANCES // max(1, n_cols))
 
 
-def _knn_radii(x: Tensor, k: int) -> Tensor:
-    """Distance from each point to its k-th nearest neighbour in x, itself excluded. (N,)"""
+def knn_radii(x, k: int) -> Tensor:
+    """Distance from each point to its k-th nearest neighbour in x, itself excluded, in float64. (N,)"""
+    x = _float64(x)
     radii = torch.empty(len(x), dtype=x.dtype, device=x.device)
     step = _row_chunk(len(x))
     for start in range(0, len(x), step):
@@ -117,11 +119,12 @@ def _inside_manifold(points: Tensor, centres: Tensor, radii: Tensor) -> Tensor:
     return inside
 
 
-def precision_recall(real_features, fake_features, k: int = 3) -> dict[str, float]:
+def precision_recall(real_features, fake_features, k: int = 3, real_radii: Tensor | None = None) -> dict[str, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019, eqs. 2-3) with k-NN radii.
 
     Distances are float64 and computed in row chunks (at most 2**23 at once), so 10k x 10k sets
-    fit in bounded memory; the features' device is used."""
+    fit in bounded memory; the features' device is used. `real_radii`: the real set's k-NN radii
+    when already known (`knn_radii(real_features, k)`; the test split's are cached, metrics/reference.py)."""
     real = _float64(real_features)
     fake = _float64(fake_features).to(real.device)
     if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
@@ -129,15 +132,19 @@ def precision_recall(real_features, fake_features, k: int = 3) -> dict[str, floa
     if not 1 <= k < min(len(real), len(fake)):
         raise ValueError(f"k must be in [1, {min(len(real), len(fake)) - 1}] for sets of {len(real)} and "
                          f"{len(fake)} points, got {k}")
-    precision = _inside_manifold(fake, real, _knn_radii(real, k)).double().mean()
-    recall = _inside_manifold(real, fake, _knn_radii(fake, k)).double().mean()
+    if real_radii is None:
+        real_radii = knn_radii(real, k)
+    elif real_radii.shape != (len(real),):
+        raise ValueError(f"real_radii must be ({len(real)},), got {tuple(real_radii.shape)}")
+    precision = _inside_manifold(fake, real, _float64(real_radii).to(real.device)).double().mean()
+    recall = _inside_manifold(real, fake, knn_radii(fake, k)).double().mean()
     return {"precision": float(precision), "recall": float(recall)}
 
 
-def sample_quality(real_features, fake_features, k: int = 3) -> dict[str, float]:
+def sample_quality(real_features, fake_features, k: int = 3, real_radii: Tensor | None = None) -> dict[str, float]:
     """Fréchet distance and k-NN precision/recall between two feature sets (N, D) and (M, D), with the
     binomial standard errors of precision and recall (fractions of M and N points, given the radii)."""
-    pr = precision_recall(real_features, fake_features, k=k)
+    pr = precision_recall(real_features, fake_features, k=k, real_radii=real_radii)
     return {"fd": frechet_distance_features(real_features, fake_features), **pr,
             "precision_se": math.sqrt(pr["precision"] * (1 - pr["precision"]) / len(fake_features)),
             "recall_se": math.sqrt(pr["recall"] * (1 - pr["recall"]) / len(real_features))}

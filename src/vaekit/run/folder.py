@@ -41,6 +41,7 @@ from ..metrics.likelihood import IMAGES_PER_CALL
 from ..models import GenerativeModel, build_model
 from ..train import RunLock, Trainer, latest_checkpoint
 from ..files import write_json_atomic, write_text_atomic
+from ..layout import channels_last_while
 from ..train.checkpoint import checkpoint_step, load_model_weights
 from ..train.lock import LOCK_NAME
 from . import callbacks
@@ -80,7 +81,7 @@ class EvaluationOptions:
     iw_samples: int = 100  # K of the IWAE bound; 0 = skip
     iw_images: int | None = 200  # test images scored with the IWAE bound; None = all of them
     images: int | None = None  # test images for every other metric (a fixed uniform sample); None = all
-    batch_size: int = 500  # images per network call (at most IMAGES_PER_CALL)
+    batch_size: int = IMAGES_PER_CALL  # images per network call (at most that)
     seed: int = 0
     disentanglement: str = "fast"  # fast | full | off (data with known factors only)
     kl_decomposition: str = "fast"  # fast | full | off (models with a posterior only)
@@ -123,7 +124,11 @@ def evaluate_run(model: GenerativeModel, train_data, test_data, options: Evaluat
                  train_mean: torch.Tensor | None = None) -> dict:
     """Every test-set number `vaekit evaluate` prints: ELBO terms, IWAE bound, SSIM/MSE beside the
     mean image, the KL decomposition, disentanglement scores and sample quality, as `options` say."""
-    o = options
+    with channels_last_while(model, next(model.parameters()).device):
+        return _evaluate_run(model, train_data, test_data, options, train_mean)
+
+
+def _evaluate_run(model, train_data, test_data, o: EvaluationOptions, train_mean) -> dict:
     if train_mean is None:
         train_mean = dataset_mean_image(train_data)
     result = evaluate_model(model, test_data, train_mean=train_mean, iw_samples=o.iw_samples, iw_images=o.iw_images,
@@ -250,6 +255,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
              "classes": data_classes(train_data), "class_names": train_data.classes,
              "labelled_images": labelled_images,
              "precision": trainer.precision, "processes": w.size,  # what auto chose here
+             "channels_last": trainer.channels_last,
              "vaekit_version": __version__, "torch_version": torch.__version__}
     if w.main:
         _write_settings(out, cfg, saved, kept, train_data)

@@ -59,7 +59,7 @@ def interpolation_grid(model: GenerativeModel, x_a: torch.Tensor, x_b: torch.Ten
     y_a, y_b = side_of(model, x_a, labels_a), side_of(model, x_b, labels_b)
     z_a, z_b = model.latent_code(x_a, y_a), model.latent_code(x_b, y_b)  # (P, D)
     y = None if y_a is None else _lerp(y_a, y_b, steps)
-    decoded = model.decode(_lerp(z_a, z_b, steps), y).view(x_a.shape[0], steps, *x_a.shape[1:])
+    decoded = model.decode(_lerp(z_a, z_b, steps), y).reshape(x_a.shape[0], steps, *x_a.shape[1:])
     return torch.cat([x_a.unsqueeze(1), decoded, x_b.unsqueeze(1)], 1).flatten(0, 1)
 
 

@@ -49,5 +49,5 @@ def style_transfer_grid(model, x: Tensor, labels: Tensor, classes: int) -> Tenso
     z = model.latent_code(x, _y(model, labels))  # (R, D)
     every = _y(model, torch.arange(classes))  # (k, model.classes)
     decoded = model.decode(z.repeat_interleave(classes, 0), every.repeat(len(x), 1))
-    decoded = decoded.view(len(x), classes, *x.shape[1:])
+    decoded = decoded.reshape(len(x), classes, *x.shape[1:])
     return torch.cat([x.unsqueeze(1), decoded], 1).flatten(0, 1)

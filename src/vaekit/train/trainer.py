@@ -35,6 +35,7 @@ from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..batch import Batch
 from ..models.base import GenerativeModel, eval_mode
+from ..layout import resolve_channels_last
 from ..precision import autocast, resolve_precision
 from ..files import write_text_atomic
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -133,7 +134,8 @@ class Trainer:
 
             globalise_batch_norm(model)
         model.to(self.device)
-        if config.channels_last:
+        self.channels_last = resolve_channels_last(config.channels_last, self.device, model)  # what "auto" is here
+        if self.channels_last:
             model.to(memory_format=torch.channels_last)
         distributed.broadcast_parameters(model)
         # a GPU keeps the training images when they fit in a quarter of its free memory: no copy per step
@@ -208,8 +210,6 @@ class Trainer:
         if self.data_on_device:
             idx = idx.to(self.device, non_blocking=True)
         x = self.data.batch(idx).to(self.device, non_blocking=True)
-        if self.config.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
         return Batch(x, y)
 
     # --- one iteration ---------------------------------------------------------------------
