@@ -109,6 +109,29 @@ def train(name: str, out: Path, old_src: Path) -> None:
     subprocess.run(cmd, check=True, env=env_for(old_src), stdout=subprocess.DEVNULL)
 
 
+def train_new_speed(name: str, out: Path) -> float:
+    """Seconds per step of the new code with the defaults `vaekit train` picks for the README's run (the
+    processes worker_plan chooses for its length): the same reduced steps trained again, to a folder of
+    its own, only to time them."""
+    import torch
+    from vaekit.distributed import worker_plan
+    from vaekit.run import resolve_config
+
+    model, data, steps, sets, readme_steps, _ = ROWS[name]
+    cfg = resolve_config(model, None, [*sets], {"data": {"name": data}})
+    processes = worker_plan("auto", torch.device("cpu"), cfg.train.batch_size, readme_steps * cfg.train.batch_size).processes
+    timed = out.parent / f"{name}-new-speed"
+    if not (timed / "metrics.jsonl").exists():
+        cmd = [PY, "-m", "vaekit", "train", model, "--data", data, "--steps", str(steps), "--out", str(timed),
+               "--quiet", "--iw-samples", "0", "--set", "train.final_eval_images=100", "--set",
+               f"train.processes={processes}"]
+        for s in sets:
+            cmd += ["--set", s]
+        say(f"{name}: timing the new code's training ({processes} processes)")
+        subprocess.run(cmd, check=True, env=env_for(ROOT / "src"), stdout=subprocess.DEVNULL)
+    return seconds_per_step(timed)[0]
+
+
 def seconds_per_step(out: Path) -> tuple[float, int]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     speeds = [r["images_per_s"] for r in rows if r.get("images_per_s")]
@@ -153,26 +176,29 @@ def write_md(data: dict) -> None:
              "Budget: each row trains its README command at reduced steps once; the final-evaluation path "
              "(`evaluate_run` with `vaekit train`'s options) and `vaekit evaluate RUN --json --quiet` (defaults) "
              "are each timed once per code, old then new back to back on the same run folder, feature networks "
-             "cached beforehand. Training time of the README step count is extrapolated from the run's "
-             "metrics.jsonl (batch / mean images/s after the first log interval) x README steps.", "",
-             "| row | README training (s, extrapolated) | final eval old (s) | new (s) | old % | new % "
-             "| evaluate old (s) | new (s) | old % | new % |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "cached beforehand. Training time of the README step count is extrapolated from each code's own "
+             "training speed (batch / mean images/s after the first log interval, metrics.jsonl) x README steps: "
+             "the old code's from the run folder it trained, the new code's from the same reduced steps trained "
+             "again with its defaults for the README's run; each code's % is of its own training time.", "",
+             "| row | README training old (s) | new (s) | final eval old (s) | new (s) | old % | new % "
+             "| evaluate old (s) | new (s) | old % | new % |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in data["rows"].items():
-        t = r.get("train_seconds_readme")
-        if t is None:
+        t_old, t_new = r.get("train_seconds_readme"), r.get("train_seconds_readme_new")
+        if t_old is None or t_new is None:
             continue
 
         def cell(kind, code):
-            m = r.get(f"{kind}_{code}")
+            m, t = r.get(f"{kind}_{code}"), (t_new if code == "new" else t_old)
             return ("—", "—") if m is None else (f"{m['seconds']:.1f}", f"{100 * m['seconds'] / t:.1f}")
         fo, fn, eo, en = cell("final", "old"), cell("final", "new"), cell("evaluate", "old"), cell("evaluate", "new")
-        lines.append(f"| {name} | {t:.0f} | {fo[0]} | {fn[0]} | {fo[1]} | {fn[1]} | {eo[0]} | {en[0]} | {eo[1]} "
-                     f"| {en[1]} |")
+        lines.append(f"| {name} | {t_old:.0f} | {t_new:.0f} | {fo[0]} | {fn[0]} | {fo[1]} | {fn[1]} | {eo[0]} | {en[0]} "
+                     f"| {eo[1]} | {en[1]} |")
     lines += ["", "Targets: final evaluation <= 10 % of the training time, `vaekit evaluate` <= 25 %.", "",
               "Rows (README command, reduced steps, seconds per training step):"]
     for name, r in data["rows"].items():
         lines.append(f"- {name}: `{r['readme_command']}`; trained {r['trained_steps']} steps, "
-                     f"{r['seconds_per_step']:.3f} s/step (batch {r['batch_size']})")
+                     f"{r['seconds_per_step']:.3f} s/step old, {r.get('seconds_per_step_new', float('nan')):.3f} "
+                     f"s/step new (batch {r['batch_size']})")
     if data.get("notes"):
         lines += ["", *(f"- {n}" for n in data["notes"])]
     (RESULTS / "evaluation_cost.md").write_text("\n".join(lines) + "\n")
@@ -214,6 +240,9 @@ def main() -> int:
         row = data["rows"].setdefault(name, {})
         row.update({"readme_command": ROWS[name][5], "trained_steps": ROWS[name][2], "batch_size": batch,
                     "seconds_per_step": per_step, "train_seconds_readme": per_step * ROWS[name][4]})
+        if "train_seconds_readme_new" not in row:
+            row["seconds_per_step_new"] = train_new_speed(name, out)
+            row["train_seconds_readme_new"] = row["seconds_per_step_new"] * ROWS[name][4]
         for kind, timer in (("final", time_final), ("evaluate", time_evaluate)):
             for code, src in (("old", old_src), ("new", ROOT / "src")):
                 key = f"{kind}_{code}"
@@ -224,9 +253,9 @@ def main() -> int:
                     row["feature_net_warm"] = True
                 say(f"{name}: {kind} with the {code} code ...")
                 row[key] = timer(src, out)
-                say(f"{name}: {kind} {code}: {row[key]['seconds']:.1f} s "
-                    f"({100 * row[key]['seconds'] / row['train_seconds_readme']:.1f} % of "
-                    f"{row['train_seconds_readme']:.0f} s training)")
+                t = row["train_seconds_readme" + ("_new" if code == "new" else "")]
+                say(f"{name}: {kind} {code}: {row[key]['seconds']:.1f} s ({100 * row[key]['seconds'] / t:.1f} % of "
+                    f"{t:.0f} s training with the {code} code)")
                 save()
                 row = data["rows"][name]  # save() re-reads the rows: keep adding to the one it holds now
         save()

@@ -157,11 +157,12 @@ def write_markdown(path: Path, data: dict) -> None:
              f"- command: `{data['command']}`", f"- date: {data['date']}", f"- machine: {data['machine']}",
              f"- before: commit {BEFORE} with its defaults (fp32, one process, torch's default threads); after: "
              "this checkout with its defaults for the README's command (train.precision = auto, "
-             "train.processes = auto)",
+             "train.processes = auto, train.channels_last = auto)",
              f"- measured peak (benchmarks/peak.py): fp32 {peaks['fp32']['gflops']:.0f} GFLOP/s "
              f"({peaks['fp32']['layout']}), bf16 {peaks['bf16']['gflops']:.0f} GFLOP/s ({peaks['bf16']['layout']})",
              "- budget: one timed `vaekit train` per version and family (steps in the table); images/s is the "
-             "median of the log intervals after the first", "",
+             "median of the log intervals after the first",
+             *([f"- rows from an earlier run: {data['kept_rows_note']}"] if data.get("kept_rows_note") else []), "",
              "| family | FLOP/image (train step) | before img/s | before % of fp32 peak | after img/s | after "
              "(precision, processes) | after % of its peak | speed-up |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]
@@ -172,6 +173,10 @@ def write_markdown(path: Path, data: dict) -> None:
         b, a, f = row["before"], row["after"], row["flops_per_image"]
         pb = f * b["images_per_s"] / 1e9 / peaks["fp32"]["gflops"] * 100
         pa = f * a["images_per_s"] / 1e9 / peaks[a["precision"]]["gflops"] * 100
+        if len(a.get("repeats", [])) > 1:
+            what += f" (median of {len(a['repeats'])} alternating runs each: before " + \
+                ", ".join(f"{r['images_per_s']:,.0f}" for r in b["repeats"]) + "; after " + \
+                ", ".join(f"{r['images_per_s']:,.0f}" for r in a["repeats"]) + ")"
         lines.append(f"| {what} | {f / 1e6:.1f} M | {b['images_per_s']:,.0f} | {pb:.0f} % | {a['images_per_s']:,.0f} | "
                      f"{a['precision']}, {a['processes']} | {pa:.0f} % | {a['images_per_s'] / b['images_per_s']:.2f}x |")
     lines += ["", "Commands of the timed runs (OUT = a temporary folder):", ""]
@@ -188,11 +193,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="families to measure (default: all)")
     ap.add_argument("--fresh", action="store_true", help="measure every row again")
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs per version, alternating; the median is kept")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed_families.md")
     args = ap.parse_args()
     jpath = args.out.with_suffix(".json")
     data = json.loads(jpath.read_text()) if jpath.exists() and not args.fresh else {"rows": {}}
-    data["command"] = "python benchmarks/speed.py" + ("" if not args.only else " --only " + " ".join(args.only))
+    data["command"] = "python benchmarks/speed.py" + ("" if not args.only else " --only " + " ".join(args.only)) + \
+        ("" if args.repeats == 1 else f" --repeats {args.repeats}")
     data["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     data["machine"] = _machine()
     if "peaks" not in data:
@@ -206,15 +213,19 @@ def main() -> None:
                 row["flops_per_image"] = flops_per_image(cli)
             processes = _plan(cli, readme_steps)
             order = ("before", "after") if i % 2 == 0 else ("after", "before")
-            for version in order:
-                if version in row:
-                    continue
-                print(f"[{i + 1}/{len(families)}] {name}: {version}, {steps} steps ...", flush=True)
-                row[version] = timed_run(version, cli, steps, log_every, processes, Path(tmp) / f"{name}-{version}")
-                print(f"    {row[version]['images_per_s']:,.0f} images/s ({row[version]['wall_s']:.0f} s wall)",
-                      flush=True)
-                jpath.write_text(json.dumps(data, indent=1))
-                write_markdown(args.out, data)
+            for repeat in range(args.repeats):  # alternating, so drift of the machine falls on both versions
+                for version in order if repeat % 2 == 0 else order[::-1]:
+                    runs = row.get(version, {}).get("repeats", [row[version]] if version in row else [])
+                    if len(runs) > repeat:
+                        continue
+                    print(f"[{i + 1}/{len(families)}] {name}: {version}, {steps} steps (repeat {repeat + 1}) ...",
+                          flush=True)
+                    runs.append(timed_run(version, cli, steps, log_every, processes, Path(tmp) / f"{name}-{version}-{repeat}"))
+                    print(f"    {runs[-1]['images_per_s']:,.0f} images/s ({runs[-1]['wall_s']:.0f} s wall)", flush=True)
+                    median = sorted(runs, key=lambda r: r["images_per_s"])[(len(runs) - 1) // 2]
+                    row[version] = {**median, "repeats": [{k: v for k, v in r.items() if k != "repeats"} for r in runs]}
+                    jpath.write_text(json.dumps(data, indent=1))
+                    write_markdown(args.out, data)
     write_markdown(args.out, data)
     print(args.out.read_text())
 

@@ -23,7 +23,7 @@ def _load(name: str):
 def main() -> None:
     lines = ["# Speed: what one `vaekit train` gets out of this machine, before and after", "",
              "Before = commit 50ae03e with its defaults (fp32, one process with torch's threads); after = this "
-             "checkout with its defaults (`train.precision = auto`, `train.processes = auto`). Each section is "
+             "checkout with its defaults (`train.precision = auto`, `train.processes = auto`, `train.channels_last = auto`). Each section is "
              "made by the benchmark it names, before and after measured in one run of it; the exact commands, "
              "dates and machines are in the linked pages.", ""]
 

