@@ -327,6 +327,15 @@ def test_generation_runs_the_decoder_alone_and_decode_stages_ends_at_the_output(
     assert len(long.stage_times()) == 16 and long.stage_times()[-1] == 64
 
 
+@pytest.mark.parametrize("attention", [True, False])
+def test_reconstruct_is_the_decode_of_the_mean_path_codes(attention):
+    """DRAW's reconstruct takes the mean-path unroll's own canvas: the decoder LSTM sees only z_t, so it is
+    decode(latent_code(x)) without decoding again."""
+    model = make(glimpses=4, attention=attention).eval()
+    x = images(5)
+    torch.testing.assert_close(model.reconstruct(x), model.decode(model.latent_code(x)), atol=1e-5, rtol=1e-5)
+
+
 def test_draw_says_its_posterior_is_not_factorised():
     model = make()
     assert model.capabilities.posterior == "sequential" and model.capabilities.bound == "p(x)"

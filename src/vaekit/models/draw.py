@@ -336,6 +336,12 @@ class DRAW(LikelihoodDecoder, GenerativeModel):
     def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return self.unroll(x, y, mean_path=True).z.flatten(1)
 
+    @inference
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """decode(latent_code(x)) from the one mean-path unroll: the decoder LSTM sees only z_t, so the
+        canvas that pass writes is the canvas of decoding its codes again (one unroll instead of two)."""
+        return self.likelihood.mean(self.unroll(x, y, mean_path=True).canvas)
+
     def raw_decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """c_T of the codes z: what `decode` and `log_likelihood` (LikelihoodDecoder's) read D(x | c_T) from."""
         return self.unroll(None, y, z).canvas
