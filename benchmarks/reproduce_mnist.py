@@ -181,8 +181,9 @@ def final_number(table: Table, run_dir: Path, args) -> dict:
 
 def verdict(table: Table, row: Row, seeds: dict) -> str:
     """One computed sentence: where the curve is heading, and how far the final number is from the paper's."""
-    curves = [s["curve"] for s in seeds.values() if len(s.get("curve", [])) >= 2]
-    finals = [s["final"]["value"] for s in seeds.values() if s.get("final")]
+    done = [s for s in seeds.values() if s.get("final") and len(s.get("curve", [])) >= 2]  # seeds still training wait
+    curves = [s["curve"] for s in done]
+    finals = [s["final"]["value"] for s in done]
     if not curves or not finals:
         return "Not measured yet."
     # change of the metric over the last stage, per tripling of the steps, mean over seeds: curve points of
@@ -202,6 +203,13 @@ def verdict(table: Table, row: Row, seeds: dict) -> str:
     within = abs(gap) <= 2 * spread
     return (f"Ours is {abs(gap):.2f} nats {where} the paper's {row.paper} "
             f"({'within' if within else 'more than'} twice the seeds' sd of {spread:.2f}); {heading}.")
+
+
+def cli_command(table: Table, row: Row, steps: int) -> str:
+    sets = " ".join(f"--set '{s}'" if " " in s else f"--set {s}" for s in (*table.data, *row.settings))
+    return (f"vaekit train {row.model} --data mnist {sets} --batch-size {table.batch_size} --steps {steps} "
+            f"--out runs/{row.name} && vaekit evaluate runs/{row.name} --iw-samples {table.final_k} "
+            f"--iw-images {table.final_images['cpu'] or 'all'} --samples 0 --kl-decomposition off --json")
 
 
 def plot_curves(table_name: str, table: Table, results: dict, out: Path) -> None:
@@ -247,7 +255,7 @@ def write_report(path_json: Path, out_md: Path) -> None:
         m = meta.get(name, {})
         total = max((e["final"]["step"] for r in rows.values() for e in r.values() if e.get("final")), default=0)
         lines += [f"## {table.title}", "",
-                  f"- command: `{m.get('command', '?')}`",
+                  "- commands (one per lane, run at once): " + ", ".join(f"`{c}`" for c in m.get("commands", [])),
                   f"- date: {m.get('date', '?')}; machine: {m.get('machine', '?')}",
                   f"- budget: {total:,} steps of batch {table.batch_size} per seed = {total * table.batch_size / 60000:.0f} "
                   f"passes, {total * table.batch_size / (table.paper_steps * 20):.1%} of the paper's images seen "
@@ -271,6 +279,8 @@ def write_report(path_json: Path, out_md: Path) -> None:
         for row in table.rows:
             if rows.get(row.name):
                 lines.append(f"- **{row.name}**: {verdict(table, row, rows[row.name])}")
+        lines += ["", "The same run through the command line (one seed; the benchmark adds the curve's stages by `--resume`):", ""]
+        lines += [f"    {cli_command(table, row, total)}" for row in table.rows]
         png = out_md.parent / f"mnist_{name}_curves.png"
         plot_curves(name, table, rows, png)
         lines += ["", f"![learning curves]({png.name})", "", "Where we differ from the paper's set-up:", ""]
@@ -297,8 +307,10 @@ def main(argv=None) -> int:
     if not args.report_only:
         for name in args.table or sorted(TABLES):
             results = load_results(args.json)
-            results.setdefault("_meta", {})[name] = {
-                "command": "python benchmarks/reproduce_mnist.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            meta = results.setdefault("_meta", {}).get(name, {})
+            command = "python benchmarks/reproduce_mnist.py " + " ".join(sys.argv[1:] if argv is None else argv)
+            results["_meta"][name] = {
+                "commands": [*(c for c in meta.get("commands", []) if c != command), command],  # every lane's
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                            f"{args.threads} thread(s) per lane, device {args.device}"}
