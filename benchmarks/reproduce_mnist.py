@@ -201,8 +201,15 @@ def verdict(table: Table, row: Row, seeds: dict) -> str:
     gap = mean - row.paper
     where = ("above (worse than)" if gap > 0 else "below (better than)")
     within = abs(gap) <= 2 * spread
-    return (f"Ours is {abs(gap):.2f} nats {where} the paper's {row.paper} "
-            f"({'within' if within else 'more than'} twice the seeds' sd of {spread:.2f}); {heading}.")
+    sentence = (f"Ours is {abs(gap):.2f} nats {where} the paper's {row.paper} "
+                f"({'within' if within else 'more than'} twice the seeds' sd of {spread:.2f}); {heading}.")
+    steps = max(c[-1]["step"] for c in curves)
+    triplings = math.log(table.paper_steps * 20 / (steps * table.batch_size), 3)  # to the paper's images seen
+    if drop > FLAT and triplings > 0:
+        sentence += (f" Kept up over the {triplings:.1f} triplings of the images to the paper's budget, that rate "
+                     f"would end near {mean - drop * triplings:.1f} (a straight line on log steps; a curve that "
+                     "flattens ends above it).")
+    return sentence
 
 
 def cli_command(table: Table, row: Row, steps: int) -> str:
