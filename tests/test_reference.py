@@ -55,6 +55,7 @@ def test_a_changed_image_count_or_network_is_a_new_key(net_and_data):
     train_x = train.batch(torch.arange(40))
     key = reference.fingerprint(net, test, train_x, 50, 0, 3)
     assert key == reference.fingerprint(net, test, train_x, 50, 0, 3)
+    assert key == reference.fingerprint(net, test, train_x, 50, 0, 3, chunk=7)  # how the split is read is no part
     changed = test.images.clone()
     changed[7, 0, 3, 3] ^= 1  # one bit of one pixel of one test image
     other_test = dataclasses.replace(test, images=changed)

@@ -245,12 +245,16 @@ def load_feature_net(path: str | Path) -> tuple[FeatureNet, dict]:
     return net.eval(), info
 
 
+def feature_net_folder() -> Path:
+    """$VAEKIT_CACHE/feature-nets (cache default ~/.cache/vaekit): the feature nets and what is cached beside them."""
+    return Path(os.environ.get("VAEKIT_CACHE") or Path.home() / ".cache" / "vaekit").expanduser() / "feature-nets"
+
+
 def default_feature_net_path(dataset_name: str, image_shape: tuple[int, int, int]) -> Path:
-    """$VAEKIT_CACHE/feature-nets/<name>-<C>x<H>x<W>.safetensors (cache default ~/.cache/vaekit)."""
-    root = Path(os.environ.get("VAEKIT_CACHE") or Path.home() / ".cache" / "vaekit").expanduser()
+    """feature_net_folder()/<name>-<C>x<H>x<W>.safetensors."""
     c, h, w = image_shape
     safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset_name)
-    return root / "feature-nets" / f"{safe_name}-{c}x{h}x{w}.safetensors"
+    return feature_net_folder() / f"{safe_name}-{c}x{h}x{w}.safetensors"
 
 
 def get_feature_net(train_data, test_data, path: str | Path | None = None,

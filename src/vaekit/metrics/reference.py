@@ -22,46 +22,44 @@ from torch import Tensor
 
 from ..errors import CheckpointError
 from ..files import atomic_path, read_safetensors, write_json_atomic
-from .feature_net import default_feature_net_path, extract_features
+from .feature_net import extract_features, feature_net_folder
 from .sample_quality import knn_radii, ms_ssim_diversity, sample_quality
 
 FORMAT = "vaekit-sample-reference"
 FORMAT_VERSION = 1
 
 
-def fingerprint(net, *parts, batch_size: int = 250) -> str:
-    """SHA-256 over the feature net's weights and `parts`: tensors, image data sets (hashed batch by
-    batch, so memory does not grow with the split) or anything with a stable repr."""
+def fingerprint(net, *parts, chunk: int = 250) -> str:
+    """SHA-256 over the feature net's weights and `parts`: tensors, image data sets (read `chunk` images at
+    a time, so memory does not grow with the split; the key does not depend on `chunk`) or anything with a
+    stable repr."""
     h = hashlib.sha256(f"{FORMAT} {FORMAT_VERSION}".encode())
 
     def add(t: Tensor) -> None:
-        h.update(str((t.dtype, tuple(t.shape))).encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
 
     for name, value in sorted(net.state_dict().items()):
-        h.update(name.encode())
+        h.update(f"{name} {value.dtype} {tuple(value.shape)}".encode())
         add(value)
     for part in parts:
         if torch.is_tensor(part):
+            h.update(f"tensor {part.dtype} {tuple(part.shape)}".encode())
             add(part)
-        elif hasattr(part, "batch"):  # an image data set
-            for s in range(0, len(part), batch_size):
-                add(part.batch(torch.arange(s, min(len(part), s + batch_size))))
+        elif hasattr(part, "batch"):  # an image data set: its size and shape, then every image's pixels
+            h.update(f"images {len(part)} {tuple(part.image_shape)}".encode())
+            for s in range(0, len(part), chunk):
+                add(part.batch(torch.arange(s, min(len(part), s + chunk))))
         else:
             h.update(repr(part).encode())
     return h.hexdigest()
-
-
-def reference_folder() -> Path:
-    return default_feature_net_path("x", (1, 1, 1)).parent / "reference"
 
 
 def sample_reference(net, test_data, train_x: Tensor, *, pairs: int, seed: int, k: int = 3,
                      batch_size: int = 250, shown=None) -> tuple[Tensor, Tensor, dict]:
     """(test features (N, D), their k-NN radii (N,), the `reference/*` numbers), from the cache when
     present, else computed and cached. `shown` (a TaskProgress) is advanced by images featurised."""
-    key = fingerprint(net, test_data, train_x, pairs, seed, k, batch_size=batch_size)
-    path = reference_folder() / f"{key[:32]}.safetensors"
+    key = fingerprint(net, test_data, train_x, pairs, seed, k, chunk=batch_size)
+    path = feature_net_folder() / "reference" / f"{key[:32]}.safetensors"
     cached = _read(path, key)
     if cached is not None:
         if shown is not None:
