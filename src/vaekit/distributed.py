@@ -136,6 +136,45 @@ def broadcast_parameters(module: torch.nn.Module) -> None:
             _collective(dist.broadcast, t, 0)
 
 
+@dataclass(frozen=True)
+class Share:
+    """One rank's part in work that every rank of a group does together (a run's final evaluation):
+    the tasks it takes (`mine`) and how their results reach every rank (`gather`). Share() is a world
+    of one; `Share.of_group()` is this process's place in its process group."""
+
+    rank: int = 0
+    size: int = 1
+    gather: object = None  # {task: result} of this rank -> every rank's, merged; None = this rank's alone
+
+    @classmethod
+    def of_group(cls) -> "Share":
+        w = world()
+        return cls(w.rank, w.size, gather_results) if dist.is_initialized() and w.size > 1 else cls()
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mine(self, costs: list[float]) -> list[int]:
+        """The tasks (indices into `costs`) this rank does: each task, costliest first, to the rank with
+        the least work so far (ties to the lower rank) — the same plan on every rank."""
+        load, owner = [0.0] * self.size, {}
+        for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+            r = min(range(self.size), key=lambda r: (load[r], r))
+            owner[i], load[r] = r, load[r] + costs[i]
+        return [i for i in range(len(costs)) if owner[i] == self.rank]
+
+    def merged(self, mine: dict) -> dict:
+        return mine if self.gather is None else self.gather(mine)
+
+
+def gather_results(mine: dict) -> dict:
+    """Every rank's {task: result} merged, on every rank (results are moved to the CPU by their makers)."""
+    parts = [None] * dist.get_world_size()
+    _collective(dist.all_gather_object, parts, mine)
+    return {k: v for part in parts for k, v in part.items()}
+
+
 _MESSAGE_BYTES = 2048
 
 

@@ -20,6 +20,7 @@ from .image_quality import dataset_mean_image, mse_per_image, ssim_per_image
 from ..progress import TaskProgress
 from .elbo_decomposition import posterior_encoder
 from .likelihood import IMAGES_PER_CALL, iwae_nll
+from ..distributed import Share
 
 
 def even_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -34,16 +35,16 @@ def even_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
 @torch.no_grad()
 def evaluate_model(model, test_data, *, train_mean: torch.Tensor | None = None, iw_samples: int = 0,
                    iw_images: int | None = None, max_images: int | None = None, batch_size: int = IMAGES_PER_CALL,
-                   seed: int = 0, progress: bool = False) -> dict:
+                   seed: int = 0, progress: bool = False, share: Share = Share()) -> dict:
     """Evaluate `model` on `test_data`, or on a fixed uniform sample of `max_images` of it (the same
     images for every run; the IWAE bound on the first `iw_images` of that sample, itself uniform).
-    Runs in eval mode always; one network call holds at most `IMAGES_PER_CALL` images."""
+    Runs in eval mode always; one network call holds at most `IMAGES_PER_CALL` images. The work is cut
+    into tasks, each with its own seed, so that ranks sharing it (`share`) get the numbers one process gets."""
     if iw_samples < 0:
         raise ValueError(f"iw_samples must be >= 0, got {iw_samples}")
     with eval_mode(model), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
         return _evaluate(model, test_data, train_mean, iw_samples, iw_images, max_images,
-                         max(1, min(batch_size, IMAGES_PER_CALL)), progress)
+                         max(1, min(batch_size, IMAGES_PER_CALL)), seed, progress, share)
 
 
 def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
@@ -63,38 +64,64 @@ def batch_means_se(means: list[float], sizes: list[int]) -> float:
     return float(((n * (m - mean)).square().sum() / n.sum() ** 2 * len(m) / (len(m) - 1)).sqrt())
 
 
-def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_size, progress) -> dict:
+IWAE_IMAGES_PER_TASK = 25  # IWAE images per task: small enough to balance ranks, K x 25 draws fill a call
+
+
+def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_size, seed, progress, share) -> dict:
     n = len(data) if max_images is None else min(max_images, len(data))
     device = next(model.parameters()).device
     if train_mean is not None:
         train_mean = train_mean.to(device)
     n_iw = 0 if iw_samples <= 0 or model.capabilities.bound is None else (n if iw_images is None else min(iw_images, n))
-    batch_terms: dict[str, list[float]] = {}  # each term's batch means and their sizes: a term a model
-    batch_sizes: dict[str, list[int]] = {}    # reports only for some batches is averaged over those
-    per_image: dict[str, list[torch.Tensor]] = {"ssim": [], "mse": [], "iwae_nll": [], "base_ssim": [], "base_mse": []}
     order = fixed_sample(len(data), n)  # never "the first n": a split may be stored by class or factor
-    # the cost in decoded images: each batch's terms and reconstruction, plus K decodes per IWAE image
-    shown = TaskProgress("test-set evaluation", 2 * n + n_iw * iw_samples, "decoded images", enabled=progress)
+    # Tasks: each batch's terms and reconstruction (2 decodes an image), and each group of the batch's IWAE
+    # images (K decodes each). Each task draws from its own seed, so that its numbers do not depend on who ran
+    # the others; a batch's side information (a model's random kept part) is drawn first from the batch's
+    # seed, so that the ELBO terms and the IWAE bound of an image see the same y.
+    batches = even_batches(n, batch_size)
+    tasks = [("terms", j, a, b) for j, (a, b) in enumerate(batches)]
+    for j, (a, b) in enumerate(batches):
+        if a < n_iw:
+            tasks += [("iwae", j, a + c, a + d) for c, d in even_batches(min(b, n_iw) - a, IWAE_IMAGES_PER_TASK)]
+    costs = [(2 if kind == "terms" else iw_samples) * (b - a) for kind, _, a, b in tasks]
+    mine = share.mine(costs)
+    shown = TaskProgress("test-set evaluation" + (f" (rank 0's share of {share.size})" if share.size > 1 else ""),
+                         sum(costs[i] for i in mine), "decoded images", enabled=progress and share.main)
+    done = {}
     with shown:
-        for start, stop in even_batches(n, batch_size):
-            idx = order[start:stop]
+        for i in mine:
+            kind, j, a, b = tasks[i]
+            first, last = batches[j]
+            torch.manual_seed(seed * 1_000_003 + j)
+            idx = order[first:last]
             x = data.batch(idx).to(device)
             labels = data.labels[idx].to(device) if data.labels is not None else None
             y = model.side_information(Batch(x, labels))  # None for an unconditional model
+            if kind == "iwae":
+                torch.manual_seed(seed * 1_000_003 + len(batches) + i)
+                x, y = x[a - first:b - first], None if y is None else y[a - first:b - first]
+                done[i] = {"iwae_nll": iwae_nll(model, x, iw_samples, y, on_chunk=shown.advance).cpu()}
+                continue
             terms = model.loss(Batch(x, labels, side=y), 0)  # every term of an image on the same y
-            for k, v in terms.items():
-                batch_terms.setdefault(k, []).append(float(v))
-                batch_sizes.setdefault(k, []).append(len(idx))
             x_hat = model.reconstruct(x, y)
-            per_image["ssim"].append(ssim_per_image(x_hat, x).cpu())
-            per_image["mse"].append(mse_per_image(x_hat, x).cpu())
+            out = {"terms": {k: float(v) for k, v in terms.items()},
+                   "ssim": ssim_per_image(x_hat, x).cpu(), "mse": mse_per_image(x_hat, x).cpu()}
             if train_mean is not None:
-                per_image["base_ssim"].append(ssim_per_image(train_mean.expand_as(x), x).cpu())
-                per_image["base_mse"].append(mse_per_image(train_mean.expand_as(x), x).cpu())
+                out["base_ssim"] = ssim_per_image(train_mean.expand_as(x), x).cpu()
+                out["base_mse"] = mse_per_image(train_mean.expand_as(x), x).cpu()
+            done[i] = out
             shown.advance(2 * len(idx))
-            if start < n_iw:
-                x_iw, y_iw = x[: n_iw - start], None if y is None else y[: n_iw - start]
-                per_image["iwae_nll"].append(iwae_nll(model, x_iw, iw_samples, y_iw, on_chunk=shown.advance).cpu())
+    done = share.merged(done)
+    batch_terms: dict[str, list[float]] = {}  # each term's batch means and their sizes: a term a model
+    batch_sizes: dict[str, list[int]] = {}    # reports only for some batches is averaged over those
+    per_image: dict[str, list[torch.Tensor]] = {"ssim": [], "mse": [], "iwae_nll": [], "base_ssim": [], "base_mse": []}
+    for i, (kind, _, a, b) in enumerate(tasks):
+        for k, v in done[i].get("terms", {}).items():
+            batch_terms.setdefault(k, []).append(v)
+            batch_sizes.setdefault(k, []).append(b - a)
+        for k in per_image:
+            if k in done[i]:
+                per_image[k].append(done[i][k])
     result = {}
     for k, means in batch_terms.items():
         sizes = batch_sizes[k]

@@ -30,16 +30,20 @@ class RunEnd:
 
 @dataclass
 class FinalEvaluation:
-    """Every test-set number of the trained model (`evaluate(model)`: the run's `evaluate_run`), and the
-    last point of eval.jsonl."""
+    """Every test-set number of the trained model (`evaluate(model)`: the run's `evaluate_run`, which
+    every rank calls, sharing its test-set pass), and the last point of eval.jsonl."""
 
     end: RunEnd
     evaluate: Callable[[object], dict]
     processes: int = 1
+    every_rank = True
 
     def __call__(self, trainer) -> None:
         e = self.end
-        e.result = self.evaluate(trainer.model)
+        result = self.evaluate(trainer.model)
+        if not trainer.writes:
+            return
+        e.result = result
         e.result.update({"step": trainer.step, "train_seconds_this_session": round(trainer.train_seconds, 1),
                          "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         if self.processes > 1:

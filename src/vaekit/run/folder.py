@@ -121,19 +121,30 @@ class EvaluationOptions:
 
 
 def evaluate_run(model: GenerativeModel, train_data, test_data, options: EvaluationOptions = EvaluationOptions(),
-                 train_mean: torch.Tensor | None = None) -> dict:
+                 train_mean: torch.Tensor | None = None, share: distributed.Share = distributed.Share()) -> dict:
     """Every test-set number `vaekit evaluate` prints: ELBO terms, IWAE bound, SSIM/MSE beside the
-    mean image, the KL decomposition, disentanglement scores and sample quality, as `options` say."""
+    mean image, the KL decomposition, disentanglement scores and sample quality, as `options` say.
+    With a `share` of a process group every rank calls it: the ranks split the test-set pass (the most
+    of it), rank 0 does the rest with their cores and returns the numbers, the others {}."""
     with channels_last_while(model, next(model.parameters()).device):
-        return _evaluate_run(model, train_data, test_data, options, train_mean)
+        return _evaluate_run(model, train_data, test_data, options, train_mean, share)
 
 
-def _evaluate_run(model, train_data, test_data, o: EvaluationOptions, train_mean) -> dict:
+def _evaluate_run(model, train_data, test_data, o: EvaluationOptions, train_mean, share) -> dict:
     if train_mean is None:
         train_mean = dataset_mean_image(train_data)
     result = evaluate_model(model, test_data, train_mean=train_mean, iw_samples=o.iw_samples, iw_images=o.iw_images,
-                            max_images=o.images, batch_size=o.batch_size, seed=o.seed, progress=o.progress)
-    result.update(evaluate_disentanglement(model, train_data, o.disentanglement, seed=o.seed, progress=o.progress))
+                            max_images=o.images, batch_size=o.batch_size, seed=o.seed, progress=o.progress,
+                            share=share)
+    if not share.main:
+        return {}
+    with distributed.all_cores():
+        result.update(_evaluate_rest(model, train_data, test_data, o, train_mean))
+    return result
+
+
+def _evaluate_rest(model, train_data, test_data, o: EvaluationOptions, train_mean) -> dict:
+    result = evaluate_disentanglement(model, train_data, o.disentanglement, seed=o.seed, progress=o.progress)
     result.update(evaluate_kl_decomposition(model, train_data, o.kl_decomposition, seed=o.seed, progress=o.progress))
     result.update(evaluate_classification(model, test_data, images=o.images, seed=o.seed,
                                           batch_size=o.batch_size, progress=o.progress))
@@ -263,8 +274,9 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
                                 images=cfg.train.final_eval_images or None, seed=cfg.train.seed, samples=0,
                                 completion_images=min(1000, cfg.train.final_eval_images or 1000), progress=progress)
     end = callbacks.RunEnd(out, cfg, saved, train_data, test_data)
-    final = callbacks.FinalEvaluation(end, lambda m: evaluate_run(m, train_data, test_data, options, train_mean=train_mean),
-                                      w.size)
+    share = distributed.Share.of_group()
+    final = callbacks.FinalEvaluation(
+        end, lambda m: evaluate_run(m, train_data, test_data, options, train_mean=train_mean, share=share), w.size)
     for callback in (final, callbacks.Pictures(end),
                      callbacks.Report(end), callbacks.EvaluationFile(end)):
         trainer.add_callback("on_fit_end", callback)

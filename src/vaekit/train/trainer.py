@@ -185,16 +185,19 @@ class Trainer:
 
     # --- callbacks (minGPT's): what a run does around the loop, which knows nothing of it ----------
     def add_callback(self, event: str, callback) -> None:
-        """Call `callback(trainer)` at `event`: "on_fit_end", on rank 0 alone, after the last step (a
-        run's final evaluation, pictures, report), every other rank waiting for it at one barrier."""
+        """Call `callback(trainer)` at `event`: "on_fit_end", after the last step (a run's final
+        evaluation, pictures, report): on rank 0 alone with every local core, the other ranks waiting at
+        one barrier, or on every rank for a callback whose `every_rank` is true (work they share)."""
         if event not in EVENTS:
             raise ValueError(f"unknown trainer event {event!r}; events are {', '.join(EVENTS)}")
         self.callbacks[event].append(callback)
 
     def trigger(self, event: str) -> None:
-        if self.writes:
-            with distributed.all_cores():
-                for callback in self.callbacks[event]:
+        for callback in self.callbacks[event]:
+            if getattr(callback, "every_rank", False):
+                callback(self)
+            elif self.writes:
+                with distributed.all_cores():
                     callback(self)
         distributed.barrier()  # no rank leaves the group while another still holds its connections
 
