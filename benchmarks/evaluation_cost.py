@@ -2,13 +2,17 @@
 share of the training time of the README's command for the same model.
 
 For each row: train the README command at reduced steps into a run folder (once; an existing folder
-with a checkpoint is reused), then on that one folder time, in subprocesses,
-  - the final-evaluation path (`evaluate_run` with the options `vaekit train` gives it), and
-  - `vaekit evaluate RUN --json --quiet` with its defaults,
-with the old code (a git worktree of --old-commit, on PYTHONPATH) and the new code (this checkout),
-old and new back to back so that both see the same load. The training time of the README's full
-step count is extrapolated from the run's own metrics.jsonl (images/s at every log interval, the
-first interval left out as warm-up): seconds per step = batch size / images per second.
+with a checkpoint is reused), then on that one folder time, in subprocesses, with the old code (a git
+worktree of --old-commit, on PYTHONPATH) and the new code (this checkout), back to back so that both
+see the same load:
+  - the old code's final-evaluation path (`evaluate_run` with the options `vaekit train` gives it, in
+    one process as the old `vaekit train` ran it), and
+  - `vaekit evaluate RUN --json --quiet` with its defaults.
+The new code's final evaluation is timed where a user meets it: in its own run of the same reduced
+steps with the README's defaults (its worker processes share the test-set pass), evaluation.json's
+`evaluation_seconds` (`final_new`). The training time of the README's full step count is
+extrapolated from each code's metrics.jsonl (images/s at every log interval, the first left out as
+warm-up): seconds per step = batch size / images per second.
 The feature network of a dataset is trained and cached before anything is timed (both codes read
 the same cache), so no row pays for it.
 
@@ -26,6 +30,7 @@ import json
 import os
 import platform
 import statistics
+import shutil
 import subprocess
 import sys
 import time
@@ -109,10 +114,11 @@ def train(name: str, out: Path, old_src: Path) -> None:
     subprocess.run(cmd, check=True, env=env_for(old_src), stdout=subprocess.DEVNULL)
 
 
-def train_new_speed(name: str, out: Path) -> float:
+def train_new(name: str, out: Path) -> tuple[float, dict]:
     """Seconds per step of the new code with the defaults `vaekit train` picks for the README's run (the
-    processes worker_plan chooses for its length): the same reduced steps trained again, to a folder of
-    its own, only to time them."""
+    processes worker_plan chooses for its length), and its final evaluation as that run does it (shared by
+    its worker processes; evaluation.json's `evaluation_seconds`): the same reduced steps trained again,
+    to a folder of its own."""
     import torch
     from vaekit.distributed import worker_plan
     from vaekit.run import resolve_config
@@ -123,13 +129,15 @@ def train_new_speed(name: str, out: Path) -> float:
     timed = out.parent / f"{name}-new-speed"
     if not (timed / "metrics.jsonl").exists():
         cmd = [PY, "-m", "vaekit", "train", model, "--data", data, "--steps", str(steps), "--out", str(timed),
-               "--quiet", "--iw-samples", "0", "--set", "train.final_eval_images=100", "--set",
-               f"train.processes={processes}"]
+               "--quiet", "--set", f"train.processes={processes}"]
         for s in sets:
             cmd += ["--set", s]
         say(f"{name}: timing the new code's training ({processes} processes)")
         subprocess.run(cmd, check=True, env=env_for(ROOT / "src"), stdout=subprocess.DEVNULL)
-    return seconds_per_step(timed)[0]
+    evaluation = json.loads((timed / "evaluation.json").read_text())
+    final = {"seconds": evaluation["evaluation_seconds"], "processes": processes, "in": "the run's own final evaluation",
+             "result": {k: v for k, v in evaluation.items() if not isinstance(v, (list, dict))}}
+    return seconds_per_step(timed)[0], final
 
 
 def seconds_per_step(out: Path) -> tuple[float, int]:
@@ -173,10 +181,12 @@ def write_md(data: dict) -> None:
     lines = ["# Cost of the final evaluation and of `vaekit evaluate`, old code against new", "",
              f"Command: `{data['command']}`", f"Date: {data['date']}; machine: {data['machine']}; "
              f"old code: {data['old_commit']} (git worktree), new: this checkout.",
-             "Budget: each row trains its README command at reduced steps once; the final-evaluation path "
-             "(`evaluate_run` with `vaekit train`'s options) and `vaekit evaluate RUN --json --quiet` (defaults) "
-             "are each timed once per code, old then new back to back on the same run folder, feature networks "
-             "cached beforehand. Training time of the README step count is extrapolated from each code's own "
+             "Budget: each row trains its README command at reduced steps once; the old code's final-evaluation "
+             "path (`evaluate_run` with `vaekit train`'s options, in one process, as the old `vaekit train` ran it) "
+             "and `vaekit evaluate RUN --json --quiet` (defaults) are each timed once per code, old then new back "
+             "to back on the same run folder, feature networks cached beforehand; the new code's final evaluation "
+             "is the one its own run of the same reduced steps made (in the run's worker processes, which share "
+             "its test-set pass; evaluation.json's `evaluation_seconds`). Training time of the README step count is extrapolated from each code's own "
              "training speed (batch / mean images/s after the first log interval, metrics.jsonl) x README steps: "
              "the old code's from the run folder it trained, the new code's from the same reduced steps trained "
              "again with its defaults for the README's run; each code's % is of its own training time.", "",
@@ -211,6 +221,7 @@ def main() -> int:
     ap.add_argument("--old-commit", default="50ae03e")
     ap.add_argument("--runs", default="/tmp/vaekit-evaluation-cost", help="where the run folders go")
     ap.add_argument("--skip", default="", help="measurements to leave out, e.g. evaluate_old (comma-separated)")
+    ap.add_argument("--again", default="", help="rows measured again, both codes (comma-separated)")
     ap.add_argument("--note", action="append", default=[], help="a line for the .md (the load, what was left out)")
     args = ap.parse_args()
     old_src, runs = Path(args.old_src), Path(args.runs)
@@ -223,6 +234,7 @@ def main() -> int:
                  "date": data.get("date") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                  "machine": data.get("machine") or machine(), "old_commit": args.old_commit})
     skip = {s for s in args.skip.split(",") if s}
+    again = {s for s in args.again.split(",") if s}
     data["notes"] = [*data.get("notes", []), *(n for n in args.note if n not in data.get("notes", []))]
 
     def save():  # merged with what is on disk: another instance may have finished other measurements
@@ -240,9 +252,22 @@ def main() -> int:
         row = data["rows"].setdefault(name, {})
         row.update({"readme_command": ROWS[name][5], "trained_steps": ROWS[name][2], "batch_size": batch,
                     "seconds_per_step": per_step, "train_seconds_readme": per_step * ROWS[name][4]})
-        if "train_seconds_readme_new" not in row:
-            row["seconds_per_step_new"] = train_new_speed(name, out)
+        if name in again:
+            keys = ("train_seconds_readme_new", "seconds_per_step_new", "final_new", "final_old", "evaluate_new",
+                    "evaluate_old")
+            for key in keys:
+                row.pop(key, None)
+            if path.exists():  # save() merges with the file: drop them there too
+                on_disk = json.loads(path.read_text())
+                for key in keys:
+                    on_disk["rows"].get(name, {}).pop(key, None)
+                path.write_text(json.dumps(on_disk, indent=1) + "\n")
+            shutil.rmtree(out.parent / f"{name}-new-speed", ignore_errors=True)
+        if "train_seconds_readme_new" not in row or "final_new" not in row:
+            row["seconds_per_step_new"], row["final_new"] = train_new(name, out)
             row["train_seconds_readme_new"] = row["seconds_per_step_new"] * ROWS[name][4]
+            say(f"{name}: final evaluation new (in the run, {row['final_new']['processes']} processes): "
+                f"{row['final_new']['seconds']:.1f} s")
         for kind, timer in (("final", time_final), ("evaluate", time_evaluate)):
             for code, src in (("old", old_src), ("new", ROOT / "src")):
                 key = f"{kind}_{code}"

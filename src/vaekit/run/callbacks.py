@@ -5,6 +5,7 @@ the trainer. The trainer runs them on rank 0 alone and holds every other rank at
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,11 +41,13 @@ class FinalEvaluation:
 
     def __call__(self, trainer) -> None:
         e = self.end
+        started = time.perf_counter()
         result = self.evaluate(trainer.model)
         if not trainer.writes:
             return
         e.result = result
         e.result.update({"step": trainer.step, "train_seconds_this_session": round(trainer.train_seconds, 1),
+                         "evaluation_seconds": round(time.perf_counter() - started, 1),
                          "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         if self.processes > 1:
             e.result["processes"] = self.processes
