@@ -176,7 +176,9 @@ def test_classification_error_and_confusion_matrix_count_every_image():
     test = ImageDataset("blobs", "test", blob_images(30, 8, 1, 1), torch.arange(30) % 4, list("abcd"), "memory")
     result = evaluate_classification(model, test)
     predicted = model.classify(test.batch(torch.arange(30))).argmax(1)
-    assert result["classification/error"] == pytest.approx(float((predicted != test.labels).float().mean()))
+    error = float((predicted != test.labels).float().mean())
+    assert result["classification/error"] == pytest.approx(error)
+    assert result["classification/error_se"] == pytest.approx((error * (1 - error) / 30) ** 0.5)
     assert sum(map(sum, result["classification/confusion"])) == 30
     assert evaluate_classification(make("vae"), test) == {}
     gan = make("cvae_gan", classes=4).eval()  # CVAE-GAN classifies with its discriminator's k real classes

@@ -3,6 +3,8 @@ CVAE-GAN's discriminator), with its confusion matrix: the measure of the VAE/GAN
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..data.dataset import fixed_sample
@@ -44,7 +46,10 @@ def evaluate_classification(model, test_data, images: int | None = None, seed: i
     truth = test_data.labels[positions]
     classes = max(model.classes, int(truth.max()) + 1)
     counts = confusion_matrix(truth, predicted, classes)
-    result = {"classification/error": float((predicted != truth).float().mean()), "classification/images": n}
+    error = float((predicted != truth).float().mean())
+    # its standard error over the scored images: a binomial proportion's, sqrt(p (1 - p) / n)
+    result = {"classification/error": error, "classification/error_se": math.sqrt(error * (1 - error) / n),
+              "classification/images": n}
     for c in range(classes):
         if int(counts[c].sum()):
             result[f"classification/error/{c}"] = 1.0 - float(counts[c, c]) / float(counts[c].sum())
