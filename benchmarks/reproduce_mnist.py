@@ -142,7 +142,7 @@ TABLES = {
                   "Gregor et al. 2015, Table 2: DRAW without attention, <= 87.40")),
         data=("data.binarize=fixed",),
         batch_size=100,
-        budgets={"smoke": 200, "cpu": 6000, "paper": 200_000},  # paper: not stated; a long run
+        budgets={"smoke": 200, "cpu": 4000, "paper": 200_000},  # paper: not stated; a long run
         paper_images=None,
         final_k=0,
         final_images={"smoke": 200, "cpu": None, "paper": None},
