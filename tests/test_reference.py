@@ -68,3 +68,19 @@ def test_a_changed_image_count_or_network_is_a_new_key(net_and_data):
     with torch.no_grad():
         nudged.fc.bias[0] += 1e-6
     assert reference.fingerprint(nudged, test, train_x, 50, 0, 3) != key
+
+
+def test_a_dynamically_binarised_train_split_gives_the_same_reference_images_every_time(net_and_data):
+    """Its pixels are drawn when read: the training images of the sample-quality floor (and so the cache
+    key and the floor's numbers) must not move between two evaluations."""
+    from vaekit.data.binarize import binarized
+    from vaekit.metrics.evaluate import reference_train_images
+    from vaekit.metrics.image_quality import dataset_mean_image
+
+    net, train, test = net_and_data
+    dynamic = binarized(train, "dynamic", "train")
+    assert not torch.equal(dynamic.batch(torch.arange(40)), dynamic.batch(torch.arange(40)))  # it does draw
+    first, second = reference_train_images(dynamic, 40, seed=0), reference_train_images(dynamic, 40, seed=0)
+    assert torch.equal(first, second)
+    assert reference.fingerprint(net, test, first, 50, 0, 3) == reference.fingerprint(net, test, second, 50, 0, 3)
+    assert torch.equal(dataset_mean_image(dynamic), dataset_mean_image(dynamic))

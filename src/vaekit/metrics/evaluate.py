@@ -203,6 +203,16 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
     return {f"decomposition/{k}": out[k] for k in keys if not (isinstance(out[k], float) and math.isnan(out[k]))}
 
 
+def reference_train_images(train_data, n: int, seed: int, batch_size: int = IMAGES_PER_CALL) -> torch.Tensor:
+    """A fixed uniform sample of n training images, the same pixels every time: a dynamically binarised
+    split draws its pixels when read, so they are drawn from `seed` (else the sample-quality floor
+    would move between evaluations and its cache, keyed by these images, never be read)."""
+    idx = fixed_sample(len(train_data), n, seed).sort().values
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.cat([train_data.batch(idx[s:s + batch_size]) for s in range(0, n, batch_size)])
+
+
 def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pairs: int = 10_000,
                      feature_net_path=None, inception_path=None, seed: int = 0, batch_size: int = IMAGES_PER_CALL,
                      progress: bool = False) -> dict:
@@ -235,9 +245,7 @@ def evaluate_samples(model, train_data, test_data, *, samples: int = 10_000, pai
             fake.append(model.sample(stop - s, y).float().cpu())
             shown.advance(len(fake[-1]))
         fake = torch.cat(fake)  # (N, C, H, W) in [0, 1]
-    n_ref = min(samples, len(train_data))
-    ref_idx = fixed_sample(len(train_data), n_ref, seed).sort().values
-    real_train = torch.cat([train_data.batch(ref_idx[s:s + batch_size]) for s in range(0, n_ref, batch_size)])
+    real_train = reference_train_images(train_data, min(samples, len(train_data)), seed, batch_size)
     result: dict = {"samples/count": samples, "samples/test_images": len(test_data), "samples/pairs": pairs}
     enough_test = len(test_data) >= 2
     if train_data.labels is not None and test_data.labels is not None and enough_test:

@@ -85,8 +85,10 @@ def dataset_mean_image(data, batch_size: int = 4096, max_images: int = 65_536) -
     e.g. dSprites' 737,280). -> (1, C, H, W)"""
     order = fixed_sample(len(data), max_images).sort().values  # sorted: the sum reads memory in order
     total = torch.zeros(data.image_shape, dtype=torch.float64)
-    for start in range(0, len(order), batch_size):
-        total += data.batch(order[start:start + batch_size]).double().sum(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a dynamically binarised split draws its pixels when read: the same draw each time
+        for start in range(0, len(order), batch_size):
+            total += data.batch(order[start:start + batch_size]).double().sum(0)
     return (total / len(order)).float().unsqueeze(0)
 
 
