@@ -13,8 +13,8 @@ steps with the README's defaults (its worker processes share the test-set pass),
 `evaluation_seconds` (`final_new`). The training time of the README's full step count is
 extrapolated from each code's metrics.jsonl (images/s at every log interval, the first left out as
 warm-up): seconds per step = batch size / images per second.
-The feature network of a dataset is trained and cached before anything is timed (both codes read
-the same cache), so no row pays for it.
+The feature network of a dataset (and, for the new code, the test split's half of sample quality,
+metrics/reference.py) is computed and cached before anything is timed, so no row pays for it.
 
     git -C . worktree add /tmp/eval-old 50ae03e
     python benchmarks/evaluation_cost.py [--rows vae,btcvae,...] [--old-src /tmp/eval-old/src]
@@ -86,7 +86,14 @@ from vaekit.metrics.feature_net import get_feature_net
 cfg, model, _ = load_run(sys.argv[1])
 train, test = load_split(cfg, "train"), load_split(cfg, "test")
 if train.labels is not None:
-    get_feature_net(train, test, progress=print)
+    net, _ = get_feature_net(train, test, progress=print)
+    try:  # and the test split's half of sample quality, cached beside it (new code only)
+        from vaekit.metrics import reference
+        from vaekit.metrics.evaluate import reference_train_images
+        reference.sample_reference(net, test, reference_train_images(train, min(10_000, len(train)), 0, 250),
+                                   pairs=10_000, seed=0, batch_size=250)
+    except ImportError:
+        pass
 """
 
 
