@@ -260,6 +260,7 @@ def test_a_cvae_on_random_quadrants_completes_from_any_of_them(tmp_path, capsys)
         assert code == 0 and result[f"completion/{keep}/mse"] < result[f"completion/{keep}/baseline_mse"], keep
         nll[keep] = result[f"completion/{keep}/nll"]
         assert result[f"completion/{keep}/nll_images"] == 50 and math.isfinite(nll[keep])
+        assert 0 < result[f"completion/{keep}/nll_se"] < 0.5 * nll[keep]  # per-image spread / sqrt(50)
         code, _, err = run(capsys, "complete", out, "--keep", keep, "-n", 4, "-o", tmp_path / "c.png")
         assert code == 0, err
     # the kept part is used: each image's missing part is likelier given its own kept part than given its

@@ -15,13 +15,15 @@ The kept pixels are always pasted back: a completion changes only the missing re
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from ..conditioning import HALF_QUADRANTS, QUADRANTS, keep_mask, kept_quadrants, quadrant_box
 from ..data.dataset import fixed_sample
 from ..importance import IMAGES_PER_CALL
-from ..metrics.evaluate import even_batches
+from ..metrics.evaluate import even_batches, mean_and_se
 from ..metrics.image_quality import mse_per_image, ssim_per_image
 from ..metrics.likelihood import conditional_nll
 from ..progress import TaskProgress
@@ -181,10 +183,13 @@ def evaluate_completion(model, test_data, train_mean: torch.Tensor, keep: str, *
         m = n if nll_images is None else min(nll_images, n)
         with eval_mode(model), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            nll = sum(float(conditional_nll(model, test_data.batch(order[a:b]).to(device), keep, nll_samples).sum())
-                      for a, b in even_batches(m, batch_size))
-        out.update({f"completion/{keep}/nll": nll / m, f"completion/{keep}/nll_samples": nll_samples,
+            nll = torch.cat([conditional_nll(model, test_data.batch(order[a:b]).to(device), keep, nll_samples).cpu()
+                             for a, b in even_batches(m, batch_size)])
+        mean, se = mean_and_se(nll)
+        out.update({f"completion/{keep}/nll": mean, f"completion/{keep}/nll_samples": nll_samples,
                     f"completion/{keep}/nll_images": m})
+        if math.isfinite(se):
+            out[f"completion/{keep}/nll_se"] = se
     out[f"completion/{keep}/images"] = n
     out[f"completion/{keep}/method"] = method
     if method != "prior":
