@@ -117,6 +117,10 @@ def test_evaluate_reports_baseline_and_counts(tiny_data, tiny_test_data):
     for key in ("test/loss", "test/recon", "test/kl", "test/elbo", "test/ssim", "test/mse", "test/iwae_nll"):
         assert np.isfinite(result[key]), key
     assert result["test/iwae_nll"] <= -result["test/elbo"] + 5.0  # a bound at least as tight, up to noise
+    # PSNR is per image, then averaged: by Jensen at least the PSNR of the mean MSE, equal only if all are alike
+    for prefix in ("test/", "baseline/mean_image/"):
+        assert result[prefix + "psnr"] > 10 * math.log10(1 / result[prefix + "mse"]), prefix
+    assert result["test/psnr_se"] > 0
 
 
 def test_evaluation_on_part_of_a_split_reads_a_uniform_sample_not_its_first_images():

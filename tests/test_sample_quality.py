@@ -10,6 +10,7 @@ from scipy import linalg, signal
 
 from vaekit.metrics.image_quality import ssim_per_image
 from vaekit.metrics.sample_quality import (
+    kernel_distance,
     MS_SSIM_WEIGHTS,
     feature_statistics,
     frechet_distance,
@@ -119,7 +120,7 @@ def test_precision_recall_chunking_gives_the_same_answer(monkeypatch):
     monkeypatch.setattr(sq, "_MAX_DISTANCES", 1000)  # 3-5 rows per chunk
     assert precision_recall(real, fake) == whole
     q = sample_quality(real, fake)
-    assert set(q) == {"fd", "precision", "recall", "precision_se", "recall_se"}
+    assert set(q) == {"fd", "kid", "precision", "recall", "precision_se", "recall_se"}  # one KID block: no kid_se
     # binomial standard errors: precision is a fraction of the 200 fakes, recall of the 300 reals
     assert q["precision_se"] == pytest.approx(math.sqrt(whole["precision"] * (1 - whole["precision"]) / 200))
     assert q["recall_se"] == pytest.approx(math.sqrt(whole["recall"] * (1 - whole["recall"]) / 300))
@@ -234,3 +235,44 @@ def test_ms_ssim_diversity_standard_error_is_that_of_the_mean_over_the_pairs_wri
     assert mean == pytest.approx(float(scores.mean()), abs=1e-6)
     assert se == pytest.approx(float(scores.std() / math.sqrt(pairs)), rel=1e-4)
     assert ms_ssim_diversity(images, pairs, seed, batch_size=7) == pytest.approx(mean, abs=1e-12)
+
+
+# --- KID ----------------------------------------------------------------------------------------
+
+def _mmd2_unbiased_by_loops(a: np.ndarray, b: np.ndarray) -> float:
+    """Bińkowski et al.'s unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, written out with loops."""
+    d, m = a.shape[1], len(a)
+    k = lambda x, y: (x @ y / d + 1) ** 3  # noqa: E731
+    aa = sum(k(a[i], a[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    bb = sum(k(b[i], b[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    ab = sum(k(a[i], b[j]) for i in range(m) for j in range(m)) / (m * m)
+    return aa + bb - 2 * ab
+
+
+def test_kid_of_one_block_is_the_unbiased_mmd_written_out():
+    g = np.random.default_rng(0)
+    a, b = g.normal(size=(12, 3)), g.normal(0.5, 1.0, size=(12, 3))
+    kid, se = kernel_distance(torch.tensor(a), torch.tensor(b), block=12)
+    assert kid == pytest.approx(_mmd2_unbiased_by_loops(a, b), rel=1e-10)
+    assert math.isnan(se)  # one block: no spread to judge it by
+    # blocks are random halves of each set: the mean of the two blocks' estimates
+    kid2, se2 = kernel_distance(torch.tensor(a), torch.tensor(b), block=6)
+    assert math.isfinite(se2) and kid2 != kid
+
+
+def test_kid_is_near_zero_for_one_distribution_and_far_from_it_for_two():
+    g = torch.Generator().manual_seed(1)
+    real, same, shifted = (torch.randn(4000, 8, generator=g) for _ in range(3))
+    shifted += 0.5
+    kid_same, se_same = kernel_distance(real, same)
+    kid_far, se_far = kernel_distance(real, shifted)
+    assert abs(kid_same) < 4 * se_same  # unbiased: zero up to its noise
+    assert kid_far > 10 * se_far and kid_far > 20 * abs(kid_same)
+    q = sample_quality(real, shifted)
+    assert q["kid"] == kid_far and q["kid_se"] == se_far
+
+
+def test_psnr_from_mse():
+    from vaekit.metrics.image_quality import psnr_from_mse
+
+    assert psnr_from_mse(torch.tensor([0.01, 1.0, 0.0])).tolist() == pytest.approx([20.0, 0.0, 100.0])

@@ -1,7 +1,7 @@
 """`vaekit evaluate`: every test-set number of a trained model, in eval mode, in one dict.
 
 Per image: ELBO terms (the model's own `loss` terms, in nats), the IWAE bound on -log p(x) with K
-samples, SSIM and MSE of reconstructions (posterior mean decoded), and the same for the mean-image
+samples, SSIM, MSE and PSNR of reconstructions (posterior mean decoded), and the same for the mean-image
 baseline. The counts of images and samples used are part of the output.
 """
 
@@ -16,7 +16,7 @@ from ..data.dataset import fixed_sample
 from ..conditioning import data_classes, side_information_for_samples
 from ..batch import Batch
 from ..models.base import eval_mode
-from .image_quality import dataset_mean_image, mse_per_image, ssim_per_image
+from .image_quality import dataset_mean_image, mse_per_image, psnr_from_mse, ssim_per_image
 from ..progress import TaskProgress
 from .elbo_decomposition import posterior_encoder
 from .likelihood import IMAGES_PER_CALL, iwae_nll
@@ -106,15 +106,18 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
             x_hat = model.reconstruct(x, y)
             out = {"terms": {k: float(v) for k, v in terms.items()},
                    "ssim": ssim_per_image(x_hat, x).cpu(), "mse": mse_per_image(x_hat, x).cpu()}
+            out["psnr"] = psnr_from_mse(out["mse"])
             if train_mean is not None:
                 out["base_ssim"] = ssim_per_image(train_mean.expand_as(x), x).cpu()
                 out["base_mse"] = mse_per_image(train_mean.expand_as(x), x).cpu()
+                out["base_psnr"] = psnr_from_mse(out["base_mse"])
             done[i] = out
             shown.advance(2 * len(idx))
     done = share.merged(done)
     batch_terms: dict[str, list[float]] = {}  # each term's batch means and their sizes: a term a model
     batch_sizes: dict[str, list[int]] = {}    # reports only for some batches is averaged over those
-    per_image: dict[str, list[torch.Tensor]] = {"ssim": [], "mse": [], "iwae_nll": [], "base_ssim": [], "base_mse": []}
+    per_image: dict[str, list[torch.Tensor]] = {k: [] for k in ("ssim", "mse", "psnr", "iwae_nll", "base_ssim",
+                                                                  "base_mse", "base_psnr")}
     for i, (kind, _, a, b) in enumerate(tasks):
         for k, v in done[i].get("terms", {}).items():
             batch_terms.setdefault(k, []).append(v)
@@ -126,7 +129,7 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
     for k, means in batch_terms.items():
         sizes = batch_sizes[k]
         result[f"test/{k}"] = sum(m * b for m, b in zip(means, sizes)) / sum(sizes)
-    for key, name in (("ssim", "test/ssim"), ("mse", "test/mse")):
+    for key, name in (("ssim", "test/ssim"), ("mse", "test/mse"), ("psnr", "test/psnr")):
         result[name], _ = mean_and_se(torch.cat(per_image[key]))
     if n_iw:
         result["test/iwae_nll"], _ = mean_and_se(torch.cat(per_image["iwae_nll"]))
@@ -136,13 +139,15 @@ def _evaluate(model, data, train_mean, iw_samples, iw_images, max_images, batch_
     if train_mean is not None:  # the (blurry) training mean image as every reconstruction
         result["baseline/mean_image/ssim"], _ = mean_and_se(torch.cat(per_image["base_ssim"]))
         result["baseline/mean_image/mse"], _ = mean_and_se(torch.cat(per_image["base_mse"]))
+        result["baseline/mean_image/psnr"], _ = mean_and_se(torch.cat(per_image["base_psnr"]))
     result["images"] = n
     # Standard errors over the scored test images (a uniform sample of the split; over the whole split
     # they say how far another split of this size could move the number): per image where the value
     # is per image, from the spread of the batch means for the model's own terms.
     se = {f"test/{k}": batch_means_se(means, batch_sizes[k]) for k, means in batch_terms.items()}
-    for key, name in (("ssim", "test/ssim"), ("mse", "test/mse"), ("iwae_nll", "test/iwae_nll"),
-                      ("base_ssim", "baseline/mean_image/ssim"), ("base_mse", "baseline/mean_image/mse")):
+    for key, name in (("ssim", "test/ssim"), ("mse", "test/mse"), ("psnr", "test/psnr"), ("iwae_nll", "test/iwae_nll"),
+                      ("base_ssim", "baseline/mean_image/ssim"), ("base_mse", "baseline/mean_image/mse"),
+                      ("base_psnr", "baseline/mean_image/psnr")):
         if per_image[key]:
             se[name] = mean_and_se(torch.cat(per_image[key]))[1]
     result.update({f"{k}_se": v for k, v in se.items() if math.isfinite(v)})

@@ -80,6 +80,12 @@ def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def psnr_from_mse(mse: Tensor, floor: float = 1e-10) -> Tensor:
+    """Peak signal-to-noise ratio in dB of images in [0, 1] (peak 1) from their per-image MSE:
+    10 log10(1 / MSE), the MSE floored at `floor` (100 dB) so that a perfect copy stays finite."""
+    return 10 * torch.log10(1 / mse.double().clamp_min(floor))
+
+
 def dataset_mean_image(data, batch_size: int = 4096, max_images: int = 65_536) -> Tensor:
     """The mean image of `data` (all of it, or a fixed random subset of `max_images` when larger,
     e.g. dSprites' 737,280). -> (1, C, H, W)"""

@@ -26,7 +26,7 @@ from .feature_net import extract_features, feature_net_folder
 from .sample_quality import knn_radii, ms_ssim_diversity, sample_quality
 
 FORMAT = "vaekit-sample-reference"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the floor has KID
 
 
 def fingerprint(net, *parts, chunk: int = 250) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_features",
+    "kernel_distance",
     "knn_radii",
     "ms_ssim_diversity",
     "ms_ssim_per_pair",
@@ -141,13 +142,48 @@ def precision_recall(real_features, fake_features, k: int = 3, real_radii: Tenso
     return {"precision": float(precision), "recall": float(recall)}
 
 
+KID_BLOCK = 1000  # points of each set per block of the KID estimate (Bińkowski et al.'s subset size)
+
+
+def kernel_distance(real_features, fake_features, block: int = KID_BLOCK, seed: int = 0) -> tuple[float, float]:
+    """Kernel (Inception) distance, KID (Bińkowski et al. 2018, sec. 3): the unbiased estimate of MMD^2
+    with the cubic polynomial kernel k(a, b) = (a.b / D + 1)^3, averaged over disjoint blocks of `block`
+    points of each set (randomly assigned from `seed`), and its standard error from the blocks' spread
+    (independent blocks; nan for one). Blocks keep memory at block^2 whatever the set sizes. -> (kid, se)"""
+    real, fake = _float64(real_features), _float64(fake_features)
+    real, fake = real.to(fake.device), fake
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"features must be (N, D) and (M, D), got {tuple(real.shape)} and {tuple(fake.shape)}")
+    m = min(block, len(real), len(fake))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 points in each set, got {len(real)} and {len(fake)}")
+    blocks = min(len(real), len(fake)) // m
+    g = torch.Generator().manual_seed(seed)
+    real_order, fake_order = torch.randperm(len(real), generator=g), torch.randperm(len(fake), generator=g)
+    d = real.shape[1]
+    values = []
+    for b in range(blocks):
+        r = real[real_order[b * m:(b + 1) * m].to(real.device)]
+        f = fake[fake_order[b * m:(b + 1) * m].to(fake.device)]
+        k_rr, k_ff, k_rf = ((r @ r.T) / d + 1) ** 3, ((f @ f.T) / d + 1) ** 3, ((r @ f.T) / d + 1) ** 3
+        within = (k_rr.sum() - k_rr.diagonal().sum() + k_ff.sum() - k_ff.diagonal().sum()) / (m * (m - 1))
+        values.append(float(within - 2 * k_rf.mean()))
+    v = torch.tensor(values, dtype=torch.float64)
+    return float(v.mean()), (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan)
+
+
 def sample_quality(real_features, fake_features, k: int = 3, real_radii: Tensor | None = None) -> dict[str, float]:
-    """Fréchet distance and k-NN precision/recall between two feature sets (N, D) and (M, D), with the
-    binomial standard errors of precision and recall (fractions of M and N points, given the radii)."""
+    """Fréchet distance, kernel distance (KID) and k-NN precision/recall between two feature sets (N, D)
+    and (M, D), with the standard errors of KID (over disjoint blocks) and of precision and recall
+    (binomial: fractions of M and N points, given the radii)."""
     pr = precision_recall(real_features, fake_features, k=k, real_radii=real_radii)
-    return {"fd": frechet_distance_features(real_features, fake_features), **pr,
-            "precision_se": math.sqrt(pr["precision"] * (1 - pr["precision"]) / len(fake_features)),
-            "recall_se": math.sqrt(pr["recall"] * (1 - pr["recall"]) / len(real_features))}
+    kid, kid_se = kernel_distance(real_features, fake_features)
+    out = {"fd": frechet_distance_features(real_features, fake_features), "kid": kid, **pr,
+           "precision_se": math.sqrt(pr["precision"] * (1 - pr["precision"]) / len(fake_features)),
+           "recall_se": math.sqrt(pr["recall"] * (1 - pr["recall"]) / len(real_features))}
+    if math.isfinite(kid_se):
+        out["kid_se"] = kid_se
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from .configuration import read_run_config
 METRICS = [("test/elbo", "ELBO of p(x)", False), ("test/iwae_nll", "-log p(x) IWAE", True),
            ("test/elbo|y", "ELBO of p(x|y)", False), ("test/iwae_nll|y", "-log p(x|y) IWAE", True),
            ("test/recon", "recon", True), ("test/kl", "KL", None), ("test/ssim", "SSIM", False),
-           ("test/mse", "MSE", True), ("samples/fd", "FD", True), ("samples/precision", "precision", False),
+           ("test/mse", "MSE", True), ("test/psnr", "PSNR", False), ("samples/fd", "FD", True),
+           ("samples/kid", "KID", True), ("samples/precision", "precision", False),
            ("samples/recall", "recall", False), ("classification/error", "class. error", True),
            ("conditional/label_accuracy", "label acc.", False), ("train_seconds_this_session", "train s", None)]
 STAR_NOTE = "* best among runs on the same data with the same side information (condition)"
