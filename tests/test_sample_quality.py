@@ -276,3 +276,14 @@ def test_psnr_from_mse():
     from vaekit.metrics.image_quality import psnr_from_mse
 
     assert psnr_from_mse(torch.tensor([0.01, 1.0, 0.0])).tolist() == pytest.approx([20.0, 0.0, 100.0])
+
+
+def test_kid_of_one_block_is_torchmetrics_polynomial_mmd():
+    """The same estimator as torchmetrics' KernelInceptionDistance applies to each of its subsets."""
+    from torchmetrics.image.kid import poly_mmd
+
+    g = torch.Generator().manual_seed(3)
+    real, fake = torch.randn(300, 16, generator=g, dtype=torch.float64), torch.randn(300, 16, generator=g,
+                                                                                      dtype=torch.float64) * 1.2
+    kid, _ = kernel_distance(real, fake, block=300)
+    assert kid == pytest.approx(float(poly_mmd(real, fake)), rel=1e-9)
