@@ -98,6 +98,31 @@ def test_sample_is_deterministic_under_seed(digits_run, capsys, tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
+def test_samples_as_a_folder_of_pngs_or_one_array_for_external_tools(digits_run, capsys, tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from vaekit import importance
+
+    monkeypatch.setattr(importance, "IMAGES_PER_CALL", 4)  # several network calls: the pieces join up in order
+    code, out, err = run(capsys, "sample", str(digits_run), "-n", "10", "--format", "npz", "-o", str(tmp_path / "s.npz"))
+    assert code == 0, err
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as f:
+        images = f["images"]
+    assert images.shape == (10, 8, 8, 1) and images.dtype == np.uint8 and images.max() > images.min()
+    code, _, err = run(capsys, "sample", str(digits_run), "-n", "10", "--format", "folder", "-o", str(tmp_path / "s"))
+    assert code == 0, err
+    files = sorted((tmp_path / "s").iterdir())
+    assert [f.name for f in files] == [f"sample_{i}.png" for i in range(10)]
+    assert np.array_equal(np.stack([np.asarray(Image.open(f)) for f in files])[..., None], images)  # same seed
+    assert not (tmp_path / "s.partial").exists()
+    # refused in one line, nothing written: a folder that is not empty, an npz without its suffix
+    code, _, err = run(capsys, "sample", str(digits_run), "-n", "2", "--format", "folder", "-o", str(tmp_path / "s"))
+    assert code == 2 and "not an empty folder" in err
+    code, _, err = run(capsys, "sample", str(digits_run), "-n", "2", "--format", "npz", "-o", str(tmp_path / "t.png"))
+    assert code == 2 and ".npz" in err and not (tmp_path / "t.png").exists()
+
+
 def test_resume_continues_to_the_new_step_count(digits_run, capsys, tmp_path):
     import shutil
 

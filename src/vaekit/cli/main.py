@@ -162,6 +162,8 @@ def _cmd_sample(args) -> int:
 
     cfg, model, _ = load_run(args.run, args.device)
     _positive(args.n, "-n")
+    if args.format != "grid":
+        return _write_samples(args, cfg, model)
     # a conditional model: labels cycling through the classes, or the kept parts of test images
     y = side_information_for_samples(model, load_split(cfg, "test"), 0, args.n, args.seed) \
         if model.capabilities.conditional else None
@@ -176,6 +178,66 @@ def _cmd_sample(args) -> int:
     nrow = args.nrow or max(1, int(math.ceil(math.sqrt(args.n))))
     save_grid(args.output, x, nrow=nrow)
     print(f"wrote {args.n} samples to {args.output}")
+    return 0
+
+
+def _write_samples(args, cfg, model) -> int:
+    """`sample --format folder|npz`: N samples drawn IMAGES_PER_CALL at a time (memory does not grow with N
+    beyond the output itself), as PNG files or one array; the folder or file appears whole or not at all."""
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from ..conditioning import data_classes, side_information_for_samples
+    from ..files import atomic_path
+    from ..importance import IMAGES_PER_CALL
+    from ..models.base import eval_mode
+    from ..progress import TaskProgress
+    from ..run import load_split
+    from ..viz import save_png
+
+    out = Path(args.output)
+    if args.format == "npz" and out.suffix != ".npz":
+        raise ConfigError(f"--format npz writes one .npz file; give -o a name ending in .npz, not {out}")
+    if args.format == "folder" and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"-o {out} exists and is not an empty folder; choose a new one")
+    caps = model.capabilities
+    side_data = load_split(cfg, "test") if caps.conditional else None
+    partial = out.with_name(out.name + ".partial")
+    if args.format == "folder":
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    digits = len(str(args.n - 1))
+    images, labels = [], []
+    torch.manual_seed(args.seed)
+    with eval_mode(model), TaskProgress("sampling", args.n, "samples") as shown:
+        for start in range(0, args.n, IMAGES_PER_CALL):
+            stop = min(args.n, start + IMAGES_PER_CALL)
+            y = side_information_for_samples(model, side_data, start, stop, args.seed) if caps.conditional else None
+            x = model.sample(stop - start, y).float().clamp(0, 1)
+            u8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, C)
+            if args.format == "folder":
+                for i, image in enumerate(u8, start):
+                    save_png(partial / f"sample_{i:0{digits}d}.png", image)
+            else:
+                images.append(u8)
+            if caps.label_conditional:
+                labels.append(torch.arange(start, stop) % data_classes(side_data))  # as y cycles
+            shown.advance(stop - start)
+    if args.format == "folder":
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        partial.rename(out)
+    else:
+        arrays = {"images": np.concatenate(images)}
+        if labels:
+            arrays["labels"] = torch.cat(labels).numpy()
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    print(f"wrote {args.n} samples to {out}" + (" (one PNG each)" if args.format == "folder" else
+                                               f" (arrays: {', '.join(arrays)})"))
     return 0
 
 
@@ -354,7 +416,7 @@ def _check_picture_args(args) -> None:
     from pathlib import Path
 
     out = Path(args.output)
-    if out.is_dir():
+    if out.is_dir() and getattr(args, "format", "grid") == "grid":
         raise ConfigError(f"-o {args.output} is a folder; give the PNG file to write, e.g. -o {out / 'grid.png'}")
     if not out.parent.is_dir():
         raise ConfigError(f"-o {args.output}: the folder {out.parent} does not exist; create it or write elsewhere")
@@ -407,7 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
-    p = _add_picture(sub, "sample", "draw samples from the prior into a PNG grid", 64)
+    p = _add_picture(sub, "sample", "draw samples from the prior into a PNG grid, a folder of PNGs or an .npz", 64)
+    p.add_argument("--format", choices=("grid", "folder", "npz"), default="grid",
+                   help="grid: one PNG (default); folder: one PNG per sample in the folder -o; npz: one uint8 "
+                        "array 'images' (N, H, W, C), with 'labels' for a label-conditional model (for external "
+                        "FID tools)")
     p.add_argument("--nrow", type=int, help="images per row (default: square)")
     p.add_argument("--stages", action="store_true", help="one row per output stage (multi-stage models)")
     p = _add_picture(sub, "reconstruct", "test images and their reconstructions, one row per output stage", 16)
