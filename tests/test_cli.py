@@ -123,6 +123,30 @@ def test_samples_as_a_folder_of_pngs_or_one_array_for_external_tools(digits_run,
     assert code == 2 and ".npz" in err and not (tmp_path / "t.png").exists()
 
 
+def test_encode_writes_the_posterior_of_a_split_with_its_labels(digits_run, capsys, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from vaekit.run import load_run, load_split
+
+    code, out, err = run(capsys, "encode", str(digits_run), "--images", "30", "-o", str(tmp_path / "c.safetensors"))
+    assert code == 0, err
+    codes = load_file(str(tmp_path / "c.safetensors"))
+    assert set(codes) == {"mu", "logvar", "positions", "labels"}
+    assert codes["mu"].shape == codes["logvar"].shape == (30, 4)
+    cfg, model, _ = load_run(digits_run)
+    test = load_split(cfg, "test")
+    assert torch.equal(codes["labels"], test.labels[codes["positions"]])
+    assert len(set(codes["positions"].tolist())) == 30 and codes["positions"].max() > 30  # a uniform sample
+    with torch.no_grad():
+        q = model.eval().encode(test.batch(codes["positions"]))
+    torch.testing.assert_close(codes["mu"], q.mu, rtol=1e-4, atol=1e-5)
+    with safe_open(str(tmp_path / "c.safetensors"), "pt") as f:
+        assert f.metadata()["split"] == "test" and f.metadata()["model"] == "vae"
+    code, _, err = run(capsys, "encode", str(digits_run), "-o", str(tmp_path / "c.pt"))
+    assert code == 2 and ".safetensors" in err
+
+
 def test_resume_continues_to_the_new_step_count(digits_run, capsys, tmp_path):
     import shutil
 

@@ -335,6 +335,69 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_encode(args) -> int:
+    """Codes of a split's images, 250 per network call, in eval mode: `mu` and `logvar` (N, D) for a model
+    with a factorised posterior, else `code` (N, ...) (the model's own deterministic code: DRAW's path of
+    posterior means, an autoencoder's code); `positions` in the split, and `labels` / `factors` where the
+    data has them. Written atomically as safetensors with the run, model and split in its metadata."""
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import save_file
+
+    from ..batch import Batch
+    from ..data.dataset import fixed_sample
+    from ..files import atomic_path
+    from ..importance import IMAGES_PER_CALL
+    from ..models.base import eval_mode
+    from ..progress import TaskProgress
+    from ..run import load_run, load_split
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"-o names the .safetensors file to write, got {out}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"-o {out}: the folder {out.parent} does not exist; create it or write elsewhere")
+    wanted = _count(args.images, "--images")
+    cfg, model, saved = load_run(args.run, args.device)
+    data = load_split(cfg, args.split)
+    n = len(data) if wanted is None else min(wanted, len(data))
+    positions = fixed_sample(len(data), n) if n < len(data) else torch.arange(len(data))
+    factorised = model.capabilities.factorised
+    parts: dict[str, list] = {}
+    with eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[]), \
+            TaskProgress(f"encoding the {args.split} split", n, "images") as shown:
+        torch.manual_seed(0)  # a dynamically binarised split draws its pixels when read: the same draw each time
+        for start in range(0, n, IMAGES_PER_CALL):
+            idx = positions[start:start + IMAGES_PER_CALL]
+            x = data.batch(idx).to(model.device)
+            labels = data.labels[idx].to(model.device) if data.labels is not None else None
+            y = model.side_information(Batch(x, labels))
+            if factorised:
+                q = model.encode(x, y)
+                parts.setdefault("mu", []).append(q.mu.flatten(1).float().cpu())
+                parts.setdefault("logvar", []).append(q.logvar.flatten(1).float().cpu())
+            else:
+                try:
+                    parts.setdefault("code", []).append(model.latent_code(x, y).float().cpu())
+                except NotImplementedError:
+                    raise ConfigError(f"a {cfg.model_name} run has no encoder to encode images with") from None
+            shown.advance(len(idx))
+    tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
+    tensors["positions"] = positions.clone().contiguous()
+    if data.labels is not None:
+        tensors["labels"] = data.labels[positions].long().contiguous()
+    if hasattr(data, "factors_of"):
+        tensors["factors"] = data.factors_of(positions).long().contiguous()
+    meta = {"format": "vaekit-codes", "run": str(Path(args.run).resolve()), "model": cfg.model_name,
+            "split": args.split, "data": data.source, "images": str(n)}
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
+    print(f"wrote the codes of {n} {args.split} images to {out} ({shapes})")
+    return 0
+
+
 def _cmd_classify(args) -> int:
     import torch
 
@@ -504,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "test"), default="test")
     p = _add_picture(sub, "style-transfer", "encode test images with their own label, decode each code with every "
                      "label (rows: one image each)", 4)
+    p = sub.add_parser("encode", help="the codes of a split's images (posterior means and log-variances) into "
+                                      "one safetensors file, with their labels and factors where known")
+    p.add_argument("run")
+    p.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--images", default="all", help="a fixed uniform sample of N images, or 'all' (default)")
+    p.add_argument("--device", default="cpu")
     p = sub.add_parser("classify", help="the predicted class and q(y|x) of image files (m2, ssl_vaegan, cvae_gan)")
     p.add_argument("run")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files, brought to the run's image shape")
@@ -547,7 +617,7 @@ def _cmd_compare(args) -> int:
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
             "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "traverse": _cmd_traverse,
             "generate": _cmd_generate, "complete": _cmd_complete, "style-transfer": _cmd_style_transfer,
-            "classify": _cmd_classify, "serve": _cmd_serve, "compare": _cmd_compare,
+            "classify": _cmd_classify, "encode": _cmd_encode, "serve": _cmd_serve, "compare": _cmd_compare,
             "models": _cmd_models,
             "datasets": _cmd_datasets}
 
