@@ -147,6 +147,31 @@ def test_encode_writes_the_posterior_of_a_split_with_its_labels(digits_run, caps
     assert code == 2 and ".safetensors" in err
 
 
+def test_an_exported_model_loads_without_its_run_folder(digits_run, capsys, tmp_path):
+    import shutil
+
+    import vaekit
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(digits_run, run_copy)
+    code, out, err = run(capsys, "export", str(run_copy), "-o", str(tmp_path / "exported"))
+    assert code == 0, err
+    assert {p.name for p in (tmp_path / "exported").iterdir()} == {"config.json", "model.safetensors",
+                                                                    "evaluation.json", "README.md"}
+    card = (tmp_path / "exported" / "README.md").read_text()
+    assert "test SSIM" in card and "vaekit.load" in card
+    from_run = vaekit.load(run_copy)
+    shutil.rmtree(run_copy)  # the export stands alone
+    model = vaekit.load(tmp_path / "exported")
+    assert not model.training and model.facts["image_shape"] == [1, 8, 8] and model.run_config.model_name == "vae"
+    z = torch.randn(3, 4)
+    with torch.no_grad():
+        assert torch.equal(model.decode(z), from_run.decode(z))
+        assert model.sample(2).shape == (2, 1, 8, 8)
+    code, _, err = run(capsys, "export", str(digits_run), "-o", str(tmp_path / "exported"))
+    assert code == 2 and "not an empty folder" in err
+
+
 def test_resume_continues_to_the_new_step_count(digits_run, capsys, tmp_path):
     import shutil
 

@@ -22,6 +22,11 @@ LAYERS = [
 ]
 
 
+# The package's Python front door: `vaekit.load` imports the run layer inside the function, when called, so that
+# `import vaekit` stays light; the one import from the bottom of the package to its top.
+FRONT_DOOR = {("vaekit", "vaekit.run.export")}
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -65,14 +70,15 @@ def test_every_module_has_a_layer():
 
 def test_no_import_runs_back_up_a_layer():
     upward = sorted(f"{a} -> {b}" for a, deps in imports().items() for b in deps
-                    if b != "vaekit" and layer(b) > layer(a))
+                    if b != "vaekit" and layer(b) > layer(a) and (a, b) not in FRONT_DOOR)
     assert upward == []
 
 
 def test_no_import_circles():
     graph = imports()
     # a package's __init__ importing its own submodules is not a circle of ideas
-    graph = {a: {b for b in deps if not (a != "vaekit" and b.startswith(a + "."))} for a, deps in graph.items()}
+    graph = {a: {b for b in deps if not (a != "vaekit" and b.startswith(a + ".")) and (a, b) not in FRONT_DOOR}
+             for a, deps in graph.items()}
     index, low, stack, on_stack, circles = {}, {}, [], set(), []
 
     def visit(v):

@@ -398,6 +398,14 @@ def _cmd_encode(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from ..run.export import export_run
+
+    out = export_run(args.run, args.output)
+    print(f"wrote {out}: config.json, model.safetensors, README.md (load it: vaekit.load({str(out)!r}))")
+    return 0
+
+
 def _cmd_classify(args) -> int:
     import torch
 
@@ -574,6 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--images", default="all", help="a fixed uniform sample of N images, or 'all' (default)")
     p.add_argument("--device", default="cpu")
+    p = sub.add_parser("export", help="the trained model as a self-contained folder (config, weights, a model card) "
+                                      "that vaekit.load reads without the run folder")
+    p.add_argument("run")
+    p.add_argument("-o", "--output", required=True, help="the new folder to write")
     p = sub.add_parser("classify", help="the predicted class and q(y|x) of image files (m2, ssl_vaegan, cvae_gan)")
     p.add_argument("run")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files, brought to the run's image shape")
@@ -617,7 +629,7 @@ def _cmd_compare(args) -> int:
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
             "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "traverse": _cmd_traverse,
             "generate": _cmd_generate, "complete": _cmd_complete, "style-transfer": _cmd_style_transfer,
-            "classify": _cmd_classify, "encode": _cmd_encode, "serve": _cmd_serve, "compare": _cmd_compare,
+            "classify": _cmd_classify, "encode": _cmd_encode, "export": _cmd_export, "serve": _cmd_serve, "compare": _cmd_compare,
             "models": _cmd_models,
             "datasets": _cmd_datasets}
 
@@ -626,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (the console script calls sys.exit on it)."""
     args = build_parser().parse_args(argv)
     try:
-        if hasattr(args, "output"):
+        if hasattr(args, "output") and args.command not in ("encode", "export"):  # those write no picture
             _check_picture_args(args)
         return COMMANDS[args.command](args)
     except VaekitError as e:
