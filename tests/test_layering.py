@@ -11,7 +11,7 @@ import vaekit
 ROOT = Path(vaekit.__file__).parent
 # lower layers first; a module may import its own layer and those below it
 LAYERS = [
-    {"errors", "config", "files", "progress", "device", "precision", "layout", "distributions", "likelihoods", "batch",
+    {"errors", "config", "schedules", "files", "progress", "device", "precision", "layout", "distributions", "likelihoods", "batch",
      "importance", "viz", "__init__"},
     {"conditioning", "nn", "objectives", "data", "distributed"},
     {"models"},

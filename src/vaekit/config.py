@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .schedules import Scheduled
 
 
 def _fail_unless(ok: bool, message: str) -> None:
@@ -176,6 +177,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be an integer of at most 18 digits, got {value!r}")
         return int(value)
     if tp is float:
+        if isinstance(value, Scheduled):
+            return value
+        if isinstance(value, dict) and "schedule" in value:  # a setting that changes with the step
+            return Scheduled.from_table(value, where)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         try:
@@ -213,14 +218,23 @@ def from_dict(cls: type, data: dict, section: str) -> Any:
         raise ConfigError(f"unknown setting {section}.{unknown[0]}; {section} has: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in data.items()}
     try:
-        return cls(**kwargs)
+        built = cls(**kwargs)
     except TypeError as e:  # a required field missing
         raise ConfigError(f"[{section}]: {e}") from None
+    for k, v in kwargs.items():  # the config's checks saw a schedule's start; its end must pass them too
+        if isinstance(v, Scheduled):
+            try:
+                cls(**{**kwargs, k: v.end})
+            except ConfigError as e:
+                raise ConfigError(f"at the end of its schedule, {e}") from None
+    return built
 
 
 def to_dict(obj: Any) -> dict:
     """Dataclass -> plain dict (tuples as lists) for JSON/TOML."""
     def plain(v):
+        if isinstance(v, Scheduled):
+            return v.to_table()
         if isinstance(v, (tuple, list)):
             return [plain(x) for x in v]
         if dataclasses.is_dataclass(v):

@@ -37,6 +37,7 @@ from ..batch import Batch
 from ..models.base import GenerativeModel, eval_mode
 from ..layout import resolve_channels_last
 from ..precision import autocast, resolve_precision
+from ..schedules import at_step, scheduled_fields
 from ..files import write_text_atomic
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .progress import Progress
@@ -149,6 +150,12 @@ class Trainer:
         self.data = train_data
         self.check_every = config.check_every or (config.log_every if self.device.type == "cuda" else 1)
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)  # no term non-finite since the last read
+        # scheduled model settings: the model is given their values at every step (vaekit.schedules)
+        self._base_model_config = getattr(model, "config", None)
+        self.scheduled = scheduled_fields(self._base_model_config)
+        if self.scheduled and config.compile:
+            raise ConfigError(f"train.compile would recompile the loss at every step of a scheduled setting "
+                              f"(model.{next(iter(self.scheduled))}); drop one of them")
         self._compiled_loss = torch.compile(model.loss) if config.compile else None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writes = self.world.main  # only rank 0 writes into the run folder
@@ -220,6 +227,8 @@ class Trainer:
         """Run every phase once; return the detached terms of the first phase (for logging)."""
         logged: dict[str, Tensor] = {}
         clip = self.config.grad_clip
+        if self.scheduled:
+            self.model.config = at_step(self._base_model_config, self.step)
         for phase_index, phase in enumerate(self.phases):
             with autocast(self.device, self.precision):  # the forward pass only; backward follows the dtypes it recorded
                 terms = (self._compiled_loss or self.model.loss)(batch, self.step, phase_index)
@@ -244,6 +253,8 @@ class Trainer:
                 logged = {k: v.detach() for k, v in shared.items()}
             else:
                 logged.update({k: v.detach() for k, v in shared.items() if k in phase})
+        for name in self.scheduled:  # the value this step used
+            logged[f"schedule/{name}"] = torch.tensor(float(getattr(self.model.config, name)), device=self.device)
         return logged
 
     def _check_finite(self, terms: dict[str, Tensor]) -> None:

@@ -1,0 +1,64 @@
+"""Scheduled settings (vaekit.schedules): their values, their table in the config and the run folder,
+refusals in one line, and a run whose model uses the value of each step (KL warm-up)."""
+
+import json
+import math
+
+import pytest
+
+from vaekit.cli.main import main
+from vaekit.errors import ConfigError
+from vaekit.run import resolve_config
+from vaekit.schedules import Scheduled, at_step
+
+
+def test_linear_cosine_and_cyclical_values():
+    linear = Scheduled.from_table({"schedule": "linear", "start": 0, "end": 4, "steps": 100}, "model.beta")
+    assert [linear.at(s) for s in (0, 50, 100, 1000)] == [0.0, 2.0, 4.0, 4.0] and float(linear) == 0.0
+    cosine = Scheduled.from_table({"schedule": "cosine", "start": 1, "end": 0, "steps": 10}, "w")
+    assert cosine.at(0) == 1.0 and cosine.at(5) == pytest.approx(0.5) and cosine.at(10) == pytest.approx(0.0)
+    assert cosine.at(2) > 1 - 2 / 10  # slow at first
+    cyclical = Scheduled.from_table({"schedule": "cyclical", "start": 0, "end": 1, "steps": 10, "ratio": 0.5,
+                                     "cycles": 2}, "w")
+    assert [cyclical.at(s) for s in (0, 2, 5, 9, 10, 12, 19, 20, 25)] == [0, 0.4, 1, 1, 0, 0.4, 1, 1, 1]
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"schedule": "step", "start": 0, "end": 1, "steps": 5}, "must be one of"),
+    ({"schedule": "linear", "start": 0, "end": 1}, "needs steps"),
+    ({"schedule": "linear", "start": 0, "end": 1, "steps": 0}, "integer >= 1"),
+    ({"schedule": "linear", "start": 0, "end": math.inf, "steps": 5}, "finite number"),
+    ({"schedule": "linear", "start": 0, "end": 1, "steps": 5, "ratio": 0.5}, "has no 'ratio'"),
+    ({"schedule": "linear", "start": 0, "end": -1, "steps": 5}, "at the end of its schedule, model.beta must be >= 0"),
+])
+def test_a_bad_schedule_is_refused_with_its_setting_named(table, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("vae", overrides=[f"model.beta={_inline(table)}"])
+
+
+def _inline(table: dict) -> str:
+    return "{" + ", ".join(f"{k} = {json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else 'inf'}"
+                           for k, v in table.items()) + "}"
+
+
+def test_kl_warm_up_through_the_command_line_and_resume(tmp_path, capsys):
+    """The logged loss is recon + beta * KL with the beta of each step; the run folder keeps the schedule,
+    and a resumed run continues it."""
+    warm_up = '{schedule = "linear", start = 0, end = 2, steps = 10}'
+    args = ["train", "vae", "--data", "digits", "--set", f"model.beta={warm_up}", "--set", "model.latent_dim=4",
+            "--set", "model.base_channels=8", "--set", "model.max_channels=16", "--set", "train.log_every=1",
+            "--set", "train.eval_every=0", "--set", "train.precision=fp32", "--iw-samples", "0", "--quiet",
+            "--out", str(tmp_path / "run")]
+    assert main([*args, "--steps", "6", "--set", "train.checkpoint_every=6"]) == 0
+    assert main([*args, "--steps", "14", "--resume"]) == 0
+    capsys.readouterr()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 15))
+    for r in rows:  # logged after step r["step"], which trained with the value at step r["step"] - 1
+        beta = min(1.0, (r["step"] - 1) / 10) * 2
+        assert r["schedule/beta"] == pytest.approx(beta)
+        assert r["loss"] == pytest.approx(r["recon"] + beta * r["kl"], rel=1e-4)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["beta"] == {"schedule": "linear", "start": 0.0, "end": 2.0, "steps": 10}
+    cfg = resolve_config("vae", overrides=[f"model.beta={warm_up}"])
+    assert float(at_step(cfg.model, 5).beta) == 1.0 and type(at_step(cfg.model, 5).beta) is float
