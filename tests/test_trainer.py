@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import TINY
 from vaekit.config import TrainConfig
-from vaekit.errors import CheckpointError, TrainingDiverged
+from vaekit.errors import CheckpointError, ConfigError, TrainingDiverged
 from vaekit.models import GenerativeModel, build_model, model_config
 from vaekit.train import Trainer, latest_checkpoint
 from vaekit.train import checkpoint as ckpt_mod
@@ -251,3 +251,30 @@ def test_progress_shows_the_step_and_time_left_between_log_intervals():
     assert stream.getvalue() == line
     progress.update(5, {"loss": 1.5}, 10.0)
     assert "loss=1.5" in stream.getvalue().splitlines()[-1]
+
+
+def test_keep_best_keeps_the_model_of_the_best_quick_evaluation(tmp_path, capsys):
+    """train.keep_best: RUN/best holds the weights of the evaluation with the highest test ELBO (bit for bit
+    the checkpoint of that step), loads with vaekit.load, and is named in the report."""
+    import vaekit
+    from safetensors.torch import load_file
+
+    from vaekit.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--data", "digits", "--steps", "20", "--out", str(out), "--quiet", "--iw-samples", "0",
+                 "--set", "model.latent_dim=4", "--set", "model.base_channels=8", "--set", "model.max_channels=16",
+                 "--set", "train.eval_every=5", "--set", "train.checkpoint_every=5", "--set", "train.keep_checkpoints=9",
+                 "--set", "train.lr=0.03", "--set", "train.keep_best=test/elbo"]) == 0
+    capsys.readouterr()
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines() if "test/elbo" in line]
+    best = max(evals[:-1], key=lambda e: e["test/elbo"])  # the quick ones; the last line is the final evaluation
+    kept = json.loads((out / "best" / "best.json").read_text())
+    assert kept == {"step": best["step"], "metric": "test/elbo", "value": best["test/elbo"]}
+    weights = load_file(str(out / "best" / "model.safetensors"))
+    at_step = load_file(str(out / "checkpoints" / f"step-{best['step']:08d}" / "model.safetensors"))
+    assert all(torch.equal(weights[k], at_step[k]) for k in at_step)
+    assert vaekit.load(out / "best").sample(2).shape == (2, 1, 8, 8)
+    assert f"best checkpoint by test/elbo of the quick evaluations: step {best['step']}" in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="train.keep_best must be one of"):
+        TrainConfig(keep_best="samples/fd")

@@ -64,6 +64,10 @@ class DataConfig:
         refuse_inapplicable(self, "data")
 
 
+# what train.keep_best may judge by, and whether higher is better
+KEEP_BEST = {"test/elbo": True, "test/ssim": True, "test/psnr": True, "test/loss": False, "test/mse": False}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 2000  # optimiser iterations in total (a resumed run continues up to this)
@@ -81,6 +85,7 @@ class TrainConfig:
     final_eval_images: int = 0  # test images of the final evaluation; 0 = the whole test split
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    keep_best: str = ""  # a metric of the quick evaluations (KEEP_BEST): RUN/best holds the model at its best one
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
     precision: str = "auto"  # auto | fp32 | bf16: networks under bfloat16 autocast while training; the maths
     #                          (likelihoods, KL, TC, GAN losses) and evaluation stay float32 (vaekit.precision);
@@ -116,6 +121,10 @@ class TrainConfig:
                      f"train.channels_last must be auto, true or false, got {self.channels_last!r}")
         _fail_unless(self.processes == "auto" or (isinstance(self.processes, int) and self.processes >= 1),
                      f"train.processes must be auto or a whole number >= 1, got {self.processes!r}")
+        _fail_unless(self.keep_best in ("", *KEEP_BEST), f"train.keep_best must be one of "
+                     f"{', '.join(KEEP_BEST)} (a metric of the quick evaluations) or \"\", got {self.keep_best!r}")
+        _fail_unless(not self.keep_best or self.eval_every > 0,
+                     "train.keep_best needs quick evaluations to choose among: set train.eval_every > 0")
         _fail_unless(self.explode_factor == 0 or self.explode_factor > 1,
                      f"train.explode_factor must be 0 (off) or > 1, got {self.explode_factor}")
         for key, value in self.group_lr.items():

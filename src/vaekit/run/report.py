@@ -166,13 +166,25 @@ def picture_sections(out: Path) -> list[Section]:
     return sections
 
 
+def _best_line(out: Path) -> list[str]:
+    """The checkpoint train.keep_best kept, where there is one."""
+    from ..train.checkpoint import read_best
+
+    best = read_best(out)
+    if best is None:
+        return []
+    return [f"best checkpoint by {best['metric']} of the quick evaluations: step {best['step']} "
+            f"({fmt(best['value'])}), in best/ (`vaekit.load(\"{out.name}/best\")`)"]
+
+
 def build_report(out: Path, cfg, saved: dict, result: dict, model=None) -> Report:
     """Every section of a run's report, from its configuration, final evaluation, model and pictures."""
     opening = [Bullets([f"data: {saved['data_source']} ({saved['train_images']} train / {saved['test_images']} test "
                         f"images, shape {tuple(saved['image_shape'])})",
                         f"steps: {result['step']} (batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
                         f"seed {cfg.train.seed})",
-                        f"vaekit {saved['vaekit_version']}, torch {saved['torch_version']}"]),
+                        f"vaekit {saved['vaekit_version']}, torch {saved['torch_version']}",
+                        *_best_line(out)]),
                Text("Per-image terms in nats (summed over pixels and latent dimensions, averaged over images)."),
                Table(["metric", "value"], [[k, fmt(v)] for k, v in result.items()
                                            if not k.startswith((_DIS, _DEC)) and not isinstance(v, list)])]

@@ -132,6 +132,38 @@ def _step_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+def save_best(run_dir: str | Path, step: int, model: torch.nn.Module, metric: str, value: float) -> Path:
+    """RUN/best: the model's weights at its best quick evaluation by `metric`, with the run's config.json
+    beside them (so `vaekit.load(RUN/best)` reads it) and best.json (step, metric, value); replaced whole."""
+    run_dir = Path(run_dir)
+    final = run_dir / "best"
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".best.", suffix=".tmp"))
+    try:
+        save_file(_plain_tensors(model.state_dict()), str(tmp / "model.safetensors"), metadata={"format": "vaekit"})
+        if (run_dir / "config.json").exists():
+            shutil.copyfile(run_dir / "config.json", tmp / "config.json")
+        (tmp / "best.json").write_text(json.dumps({"step": step, "metric": metric, "value": value}) + "\n")
+        old = run_dir / ".best.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_best(run_dir: str | Path) -> dict | None:
+    """RUN/best/best.json, or None."""
+    try:
+        return json.loads((Path(run_dir) / "best" / "best.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer], extra: dict | None = None, keep: int = 2) -> Path:
     """Write checkpoint for `step` atomically; keep the newest `keep` checkpoints."""

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .. import distributed
-from ..config import TrainConfig
+from ..config import KEEP_BEST, TrainConfig
 from ..data.labelled import UNLABELLED, labelled_positions
 from ..device import resolve_device
 from ..errors import ConfigError, TrainingDiverged
@@ -39,7 +39,7 @@ from ..layout import resolve_channels_last
 from ..precision import autocast, resolve_precision
 from ..schedules import at_step, scheduled_fields
 from ..files import write_text_atomic
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, read_best, save_best, save_checkpoint
 from .progress import Progress
 
 EvalFn = Callable[[GenerativeModel, int], dict]
@@ -188,6 +188,7 @@ class Trainer:
         self.step = 0
         self.last_checkpoint_step: int | None = None
         self.train_seconds = 0.0  # of this session's fit
+        self._best: float | None = None  # the best quick evaluation so far by train.keep_best
         self.callbacks: dict[str, list] = {event: [] for event in EVENTS}
 
     # --- callbacks (minGPT's): what a run does around the loop, which knows nothing of it ----------
@@ -319,6 +320,9 @@ class Trainer:
         if ckpt is not None:
             state = load_checkpoint(ckpt, self.model, self.optimizers)
             self.step = self.last_checkpoint_step = int(state["step"])
+        best = read_best(self.run_dir) if self.run_dir is not None else None
+        if best is not None and best.get("metric") == self.config.keep_best and best.get("step", 1 << 62) <= self.step:
+            self._best = float(best["value"])  # a best from after the checkpoint is found again on the way
         if self.run_dir is not None and self.writes:
             for name in ("metrics.jsonl", "eval.jsonl"):
                 truncate_jsonl(self.run_dir / name, self.step)
@@ -343,7 +347,17 @@ class Trainer:
             result = self.evaluate_fn(self.model, self.step)
         if self.run_dir is not None:
             _append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **result})
+            self._keep_if_best(result)
         return result
+
+    def _keep_if_best(self, result: dict) -> None:
+        key = self.config.keep_best
+        if not key or key not in result:
+            return
+        value, higher = float(result[key]), KEEP_BEST[key]
+        if self._best is None or (value > self._best if higher else value < self._best):
+            self._best = value
+            save_best(self.run_dir, self.step, self.model, key, value)
 
     def fit(self) -> dict:
         """Train up to `total_steps`, then trigger "on_fit_end"; return the last logged terms."""
