@@ -62,3 +62,33 @@ def test_kl_warm_up_through_the_command_line_and_resume(tmp_path, capsys):
     assert saved["model"]["beta"] == {"schedule": "linear", "start": 0.0, "end": 2.0, "steps": 10}
     cfg = resolve_config("vae", overrides=[f"model.beta={warm_up}"])
     assert float(at_step(cfg.model, 5).beta) == 1.0 and type(at_step(cfg.model, 5).beta) is float
+
+
+def test_a_learning_rate_with_warm_up_then_cosine_reaches_the_optimiser_at_every_step():
+    import torch
+
+    from vaekit.data import load_dataset
+    from vaekit.models import build_model, model_config
+    from vaekit.train import Trainer
+
+    lr = '{schedule = "cosine", start = 0.01, end = 0.001, steps = 8, warmup = 4}'
+    cfg = resolve_config("vae", overrides=[f"train.lr={lr}", "train.batch_size=16", "train.log_every=1",
+                                           "train.eval_every=0", "train.steps=14", "model.latent_dim=4",
+                                           "model.base_channels=8", "model.max_channels=16"])
+    schedule = cfg.train.lr
+    assert [schedule.at(s) for s in (0, 2, 4, 8, 12, 20)] == pytest.approx([0, 0.005, 0.01, 0.0055, 0.001, 0.001])
+    data = load_dataset("digits", "train")
+    model = build_model("vae", cfg.model, data.image_shape)
+    trainer = Trainer(model, data, cfg.train, None, progress=False)
+    seen = []
+    step = trainer.train_step
+
+    def recording_step(batch):
+        out = step(batch)
+        seen.append((trainer.step, trainer.optimizers["loss"].param_groups[0]["lr"], float(out["schedule/lr"])))
+        return out
+
+    trainer.train_step = recording_step
+    trainer.fit()
+    assert [(s, pytest.approx(lr), pytest.approx(logged)) for s, lr, logged in seen] == \
+        [(s, pytest.approx(schedule.at(s)), pytest.approx(schedule.at(s))) for s in range(14)]

@@ -9,7 +9,10 @@ given as a table in the TOML or `--set`, e.g. KL warm-up
             rising linearly from start to end over its first `ratio` and holding end for the rest; end
             after the last cycle
 
-A schedule is a `Scheduled`: a float whose value is the setting at step 0 (so the config's own checks
+Any of them may begin with `warmup` steps rising linearly from 0 to start (a learning rate's warm-up:
+`train.lr = {schedule = "cosine", start = 1e-3, end = 1e-5, steps = 20000, warmup = 500}`).
+
+A schedule is a `Scheduled`: a float whose value is the schedule's start (so the config's own checks
 see a number), carrying its table; its value at a step depends on the step alone, so a resumed run
 continues it bit-identically. The trainer gives the model the setting's value at every step
 (`at_step`) and logs it as `schedule/<setting>`.
@@ -27,14 +30,20 @@ _DEFAULTS = {"ratio": 0.5, "cycles": 4}
 
 
 class Scheduled(float):
-    """A number-valued setting on a schedule (see the module's docstring); float(self) = its value at step 0."""
+    """A number-valued setting on a schedule (see the module's docstring); float(self) = its start value
+    (what the config's own checks judge, with its end; a warm-up's 0 is the schedule's own)."""
 
-    def __new__(cls, kind: str, start: float, end: float, steps: int, ratio: float = 0.5, cycles: int = 4):
+    def __new__(cls, kind: str, start: float, end: float, steps: int, ratio: float = 0.5, cycles: int = 4,
+                warmup: int = 0):
         self = super().__new__(cls, start)
         self.kind, self.start, self.end, self.steps, self.ratio, self.cycles = kind, start, end, steps, ratio, cycles
+        self.warmup = warmup
         return self
 
     def at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.start * step / self.warmup
+        step -= self.warmup
         if self.kind == "cyclical":
             if step >= self.cycles * self.steps:
                 return self.end
@@ -49,20 +58,22 @@ class Scheduled(float):
         table = {"schedule": self.kind, "start": self.start, "end": self.end, "steps": self.steps}
         if self.kind == "cyclical":
             table.update(ratio=self.ratio, cycles=self.cycles)
+        if self.warmup:
+            table["warmup"] = self.warmup
         return table
 
     def __repr__(self) -> str:
         return f"Scheduled({self.to_table()})"
 
     def __reduce__(self):
-        return (Scheduled, (self.kind, self.start, self.end, self.steps, self.ratio, self.cycles))
+        return (Scheduled, (self.kind, self.start, self.end, self.steps, self.ratio, self.cycles, self.warmup))
 
     @classmethod
     def from_table(cls, table: dict, where: str) -> "Scheduled":
         kind = table.get("schedule")
         if kind not in KINDS:
             raise ConfigError(f"{where}: schedule must be one of {', '.join(KINDS)}, got {kind!r}")
-        allowed = {"schedule", "start", "end", "steps"} | (set(_DEFAULTS) if kind == "cyclical" else set())
+        allowed = {"schedule", "start", "end", "steps", "warmup"} | (set(_DEFAULTS) if kind == "cyclical" else set())
         unknown = sorted(set(table) - allowed)
         if unknown:
             raise ConfigError(f"{where}: a {kind} schedule has no {unknown[0]!r}; it takes {', '.join(sorted(allowed))}")
@@ -76,14 +87,15 @@ class Scheduled(float):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"{where}: the schedule's {k} must be a finite number, got {v!r}")
             numbers[k] = float(v)
-        for k in ("steps", "cycles"):
-            v = table.get(k, _DEFAULTS.get(k))
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{where}: the schedule's {k} must be an integer >= 1, got {v!r}")
+        for k, least in (("steps", 1), ("cycles", 1), ("warmup", 0)):
+            v = table.get(k, _DEFAULTS.get(k, 0))
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ConfigError(f"{where}: the schedule's {k} must be an integer >= {least}, got {v!r}")
             numbers[k] = v
         if not 0 < numbers["ratio"] <= 1:
             raise ConfigError(f"{where}: the schedule's ratio must be in (0, 1], got {numbers['ratio']}")
-        return cls(kind, numbers["start"], numbers["end"], numbers["steps"], numbers["ratio"], numbers["cycles"])
+        return cls(kind, numbers["start"], numbers["end"], numbers["steps"], numbers["ratio"], numbers["cycles"],
+                   numbers["warmup"])
 
 
 def scheduled_fields(config) -> dict[str, Scheduled]:

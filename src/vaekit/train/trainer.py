@@ -37,7 +37,7 @@ from ..batch import Batch
 from ..models.base import GenerativeModel, eval_mode
 from ..layout import resolve_channels_last
 from ..precision import autocast, resolve_precision
-from ..schedules import at_step, scheduled_fields
+from ..schedules import Scheduled, at_step, scheduled_fields
 from ..files import write_text_atomic
 from .checkpoint import latest_checkpoint, load_checkpoint, read_best, save_best, save_checkpoint
 from .progress import Progress
@@ -172,10 +172,13 @@ class Trainer:
             raise ConfigError(f"train.group_lr names {', '.join(map(repr, unknown))}; {type(model).__name__}'s "
                               f"parameter groups are {', '.join(map(repr, self.groups))}")
         self.optimizers = {
-            name: torch.optim.Adam(params, lr=config.group_lr.get(name, config.lr), betas=config.adam_betas,
+            name: torch.optim.Adam(params, lr=float(config.group_lr.get(name, config.lr)), betas=config.adam_betas,
                                    weight_decay=config.weight_decay)
             for name, params in self.groups.items()
         }
+        # a scheduled train.lr: the groups without a group_lr of their own take its value at every step
+        self.lr_schedules = {name: config.lr for name in self.groups
+                             if name not in config.group_lr and isinstance(config.lr, Scheduled)}
         self._levels: dict[str, tuple[float, int]] = {}  # (running mean |loss|, count) per optimised total
         labelled = labelled_positions(train_data.labels)  # None unless some images lack their label
         if labelled is None:
@@ -230,6 +233,9 @@ class Trainer:
         clip = self.config.grad_clip
         if self.scheduled:
             self.model.config = at_step(self._base_model_config, self.step)
+        for name, lr in self.lr_schedules.items():
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = lr.at(self.step)
         for phase_index, phase in enumerate(self.phases):
             with autocast(self.device, self.precision):  # the forward pass only; backward follows the dtypes it recorded
                 terms = (self._compiled_loss or self.model.loss)(batch, self.step, phase_index)
@@ -256,6 +262,8 @@ class Trainer:
                 logged.update({k: v.detach() for k, v in shared.items() if k in phase})
         for name in self.scheduled:  # the value this step used
             logged[f"schedule/{name}"] = torch.tensor(float(getattr(self.model.config, name)), device=self.device)
+        if self.lr_schedules:
+            logged["schedule/lr"] = torch.tensor(self.config.lr.at(self.step), device=self.device)
         return logged
 
     def _check_finite(self, terms: dict[str, Tensor]) -> None:
