@@ -278,3 +278,30 @@ def test_keep_best_keeps_the_model_of_the_best_quick_evaluation(tmp_path, capsys
     assert f"best checkpoint by test/elbo of the quick evaluations: step {best['step']}" in (out / "report.md").read_text()
     with pytest.raises(ConfigError, match="train.keep_best must be one of"):
         TrainConfig(keep_best="samples/fd")
+
+
+def test_a_run_writes_a_tensorboard_log_that_reads_back(tmp_path, capsys):
+    """Scalars of the logged rows and evaluations, the sample and reconstruction grids and the KL histogram;
+    the log changes nothing of the training (same weights as a run without it)."""
+    pytest.importorskip("tensorboard")
+    from safetensors.torch import load_file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vaekit.cli.main import main
+
+    args = ["train", "vae", "--data", "digits", "--steps", "10", "--quiet", "--iw-samples", "0",
+            "--set", "model.latent_dim=4", "--set", "model.base_channels=8", "--set", "model.max_channels=16",
+            "--set", "train.eval_every=5", "--set", "train.log_every=2"]
+    assert main([*args, "--out", str(tmp_path / "tb")]) == 0
+    assert main([*args, "--out", str(tmp_path / "plain"), "--set", "train.tensorboard=false"]) == 0
+    capsys.readouterr()
+    assert not (tmp_path / "plain" / "tensorboard").exists()
+    log = EventAccumulator(str(tmp_path / "tb" / "tensorboard"), size_guidance={"images": 0, "histograms": 0}).Reload()
+    tags = log.Tags()
+    assert [e.step for e in log.Scalars("train/loss")] == [2, 4, 6, 8, 10]
+    assert [e.step for e in log.Scalars("eval/test/elbo")] == [5, 10]  # the quick one, then the final one
+    assert {"samples", "reconstructions (image, then its reconstruction)"} <= set(tags["images"])
+    assert tags["histograms"] == ["kl_per_dimension"]
+    a = load_file(str(tmp_path / "tb" / "checkpoints" / "step-00000010" / "model.safetensors"))
+    b = load_file(str(tmp_path / "plain" / "checkpoints" / "step-00000010" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

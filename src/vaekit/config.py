@@ -86,6 +86,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     keep_best: str = ""  # a metric of the quick evaluations (KEEP_BEST): RUN/best holds the model at its best one
+    tensorboard: bool | str = "auto"  # RUN/tensorboard/ event files; auto = when the tensorboard package is installed
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
     precision: str = "auto"  # auto | fp32 | bf16: networks under bfloat16 autocast while training; the maths
     #                          (likelihoods, KL, TC, GAN losses) and evaluation stay float32 (vaekit.precision);
@@ -121,6 +122,8 @@ class TrainConfig:
                      f"train.channels_last must be auto, true or false, got {self.channels_last!r}")
         _fail_unless(self.processes == "auto" or (isinstance(self.processes, int) and self.processes >= 1),
                      f"train.processes must be auto or a whole number >= 1, got {self.processes!r}")
+        _fail_unless(self.tensorboard in ("auto", True, False),
+                     f"train.tensorboard must be auto, true or false, got {self.tensorboard!r}")
         _fail_unless(self.keep_best in ("", *KEEP_BEST), f"train.keep_best must be one of "
                      f"{', '.join(KEEP_BEST)} (a metric of the quick evaluations) or \"\", got {self.keep_best!r}")
         _fail_unless(not self.keep_best or self.eval_every > 0,

@@ -47,6 +47,7 @@ from ..train.lock import LOCK_NAME
 from . import callbacks
 from .completion import evaluate_completion
 from .configuration import fill_from_data, read_run_config, resume_config
+from .tensorboard import TensorBoardLog, tensorboard_wanted
 from .workers import train_in_workers
 
 
@@ -225,6 +226,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
         train_data = partly_labelled(train_data, kept)
     labelled_images = len(kept) if kept is not None else (len(train_data) if train_data.labels is not None else 0)
     cfg = fill_from_data(cfg, len(train_data), data_classes(train_data), labelled_images)
+    write_tensorboard = tensorboard_wanted(cfg.train.tensorboard)  # refused before the folder exists
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
     if kept is not None and not model.capabilities.semi_supervised:
@@ -280,6 +282,11 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     for callback in (final, callbacks.Pictures(end),
                      callbacks.Report(end), callbacks.EvaluationFile(end)):
         trainer.add_callback("on_fit_end", callback)
+    if write_tensorboard and w.main:
+        log = TensorBoardLog(out, test_data, trainer.step, cfg.train.seed)
+        trainer.add_callback("on_log", log.on_log)
+        trainer.add_callback("on_evaluation", log.on_evaluation)
+        trainer.add_callback("on_fit_end", lambda t: log.final(end.result, t.model, t.step))
     trainer.fit()  # and then the callbacks, on rank 0; the other ranks return {}
     return end.result
 

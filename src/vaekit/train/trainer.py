@@ -116,7 +116,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     write_text_atomic(path, "".join(r + "\n" for r in rows))
 
 
-EVENTS = ("on_fit_end",)
+EVENTS = ("on_fit_end", "on_log", "on_evaluation")
 
 
 class Trainer:
@@ -198,10 +198,18 @@ class Trainer:
     def add_callback(self, event: str, callback) -> None:
         """Call `callback(trainer)` at `event`: "on_fit_end", after the last step (a run's final
         evaluation, pictures, report): on rank 0 alone with every local core, the other ranks waiting at
-        one barrier, or on every rank for a callback whose `every_rank` is true (work they share)."""
+        one barrier, or on every rank for a callback whose `every_rank` is true (work they share).
+        "on_log" and "on_evaluation" call `callback(trainer, row)` on rank 0 with each logged row of
+        metrics.jsonl and each quick evaluation (a run's TensorBoard log); they must not draw from the
+        training's random streams (fork them)."""
         if event not in EVENTS:
             raise ValueError(f"unknown trainer event {event!r}; events are {', '.join(EVENTS)}")
         self.callbacks[event].append(callback)
+
+    def notify(self, event: str, row: dict) -> None:
+        if self.writes:
+            for callback in self.callbacks[event]:
+                callback(self, row)
 
     def trigger(self, event: str) -> None:
         for callback in self.callbacks[event]:
@@ -356,6 +364,7 @@ class Trainer:
         if self.run_dir is not None:
             _append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **result})
             self._keep_if_best(result)
+        self.notify("on_evaluation", {"step": self.step, **result})
         return result
 
     def _keep_if_best(self, result: dict) -> None:
@@ -399,6 +408,7 @@ class Trainer:
                 if self.run_dir is not None and self.writes:
                     _append_jsonl(self.run_dir / "metrics.jsonl",
                                   {"step": self.step, **last, "images_per_s": ips})
+                self.notify("on_log", {"step": self.step, **last, "images_per_s": ips})
                 progress.update(self.step, last, ips)
                 sums, count, t_last, paused = {}, 0, time.perf_counter(), 0.0
             else:
