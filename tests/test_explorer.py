@@ -339,3 +339,31 @@ def test_compare_keeps_p_x_and_p_x_given_y_apart_and_stars_only_comparable_runs(
     assert "test/iwae_nll" in vae_best and "test/ssim" in vae_best
     table = format_table(columns, rows)
     assert "-log p(x|y) IWAE" in table and "-log p(missing | left kept)" in table and "* best among" in table
+
+
+def test_compare_groups_runs_that_differ_only_in_the_seed(tmp_path, capsys):
+    """Three seeds of one configuration are one row (mean ± sd over them, their count); another
+    configuration stays its own row; --each-run shows every run."""
+    import json
+    import statistics
+
+    from vaekit.cli.main import main
+
+    runs = []
+    for seed, latent in ((0, 4), (1, 4), (2, 4), (0, 3)):
+        cfg = resolve_config("vae", base={"data": {"name": "digits"}, "model": {**TINY, "latent_dim": latent}},
+                             overrides=["train.steps=3", "train.batch_size=32", "train.eval_every=0",
+                                        f"train.seed={seed}", f"train.log_every={1 + seed}"])
+        out = tmp_path / f"s{seed}-z{latent}"
+        train_run(cfg, out, progress=False, final_iw_samples=2, final_iw_images=5)
+        runs.append(out)
+    assert main(["compare", *map(str, runs), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert [r["seeds"] for r in table["rows"]] == [3, 1]
+    elbos = [json.loads((r / "evaluation.json").read_text())["test/elbo"] for r in runs[:3]]
+    assert table["rows"][0]["test/elbo"] == pytest.approx(statistics.mean(elbos))
+    assert table["rows"][0]["test/elbo_sd"] == pytest.approx(statistics.stdev(elbos))
+    assert main(["compare", *map(str, runs)]) == 0
+    assert " ± " in capsys.readouterr().out
+    assert main(["compare", *map(str, runs), "--json", "--each-run"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["rows"]) == 4

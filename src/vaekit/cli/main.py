@@ -599,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="the final metrics of several runs side by side")
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--json", action="store_true", help="print one JSON object (columns and rows)")
+    p.add_argument("--each-run", action="store_true", help="one row per run (by default runs that differ only in "
+                   "the seed are one row: mean ± sd over the seeds)")
     sub.add_parser("models", help="list every model with a one-line description and its paper")
     sub.add_parser("datasets", help="list datasets and whether their files are here")
     return parser
@@ -615,9 +617,11 @@ def _cmd_serve(args) -> int:
 def _cmd_compare(args) -> int:
     import json
 
-    from ..run.compare import compare_runs, format_table
+    from ..run.compare import compare_runs, format_table, group_seeds
 
     columns, rows = compare_runs(args.runs)
+    if not args.each_run:
+        rows = group_seeds(columns, rows)
     if args.json:
         print(json.dumps({"columns": [{"key": k, "title": t, "lower_is_better": lower} for k, t, lower in columns],
                           "rows": rows}, indent=1))

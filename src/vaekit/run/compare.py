@@ -4,6 +4,7 @@ explorer's table). A run's newest numbers are `evaluation.json`'s; a metric a ru
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -93,16 +94,76 @@ def compare_runs(run_dirs: list[str | Path]) -> tuple[list[tuple[str, str, bool 
 
 
 def format_table(columns, rows) -> str:
-    """An aligned text table; the best value of each metric among comparable runs marked with *."""
-    head = ["run", "model", "data", "condition", "steps", *[h for _, h, _ in columns]]
+    """An aligned text table; the best value of each metric among comparable runs marked with *; rows of
+    several seeds (group_seeds) as mean ± sd with their count."""
+    seeds = any(r.get("seeds", 1) > 1 for r in rows)
+    head = ["run", "model", "data", "condition", "steps", *(["seeds"] if seeds else []), *[h for _, h, _ in columns]]
     body = []
     for r in rows:
-        cells = [r["run"], r["model"], r["data"], r["condition"], str(r["steps"])]
+        cells = [r["run"], r["model"], r["data"], r["condition"], str(r["steps"]),
+                 *([str(r.get("seeds", 1))] if seeds else [])]
         for key, _, _ in columns:
-            v = r.get(key)
-            cells.append("" if v is None else f"{v:.4g}" + ("*" if key in r["best"] else ""))
+            v, sd = r.get(key), r.get(f"{key}_sd")
+            cell = "" if v is None else f"{v:.4g}" + ("" if sd is None else f" ± {sd:.2g}")
+            cells.append(cell + ("*" if v is not None and key in r["best"] else ""))
         body.append(cells)
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     starred = any(r["best"] for r in rows)
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body), *([STAR_NOTE] if starred else [])])
+
+
+# train settings that change how a run is carried out, not what it learns: runs differing only in these
+# and the seed are repeats of one configuration
+_HOW = {"seed", "device", "processes", "log_every", "eval_every", "eval_images", "checkpoint_every",
+        "keep_checkpoints", "keep_best", "tensorboard", "check_every", "final_eval_images"}
+
+
+def configuration_key(run_dir: str | Path) -> str:
+    """What a run learns, as text: its model, data and train settings without the seed (and `_HOW`)."""
+    from ..config import run_config_to_dict
+
+    cfg, _ = read_run_config(run_dir)
+    tree = run_config_to_dict(cfg)
+    tree["train"] = {k: v for k, v in tree["train"].items() if k not in _HOW}
+    return json.dumps(tree, sort_keys=True, default=str)
+
+
+def group_seeds(columns, rows: list[dict]) -> list[dict]:
+    """Runs of one configuration that differ only in the seed, as one row: each metric's mean with its
+    sample sd over the seeds (`<key>_sd`) and `seeds`, the count; the best marks recomputed on the means."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(configuration_key(r["run"]), []).append(r)
+    out = []
+    for members in groups.values():
+        if len(members) == 1:
+            out.append({**members[0], "seeds": 1})
+            continue
+        row = {k: members[0][k] for k in ("model", "data", "condition")}
+        row["run"] = ", ".join(m["run"] for m in members)
+        row["seeds"] = len(members)
+        steps = {m["steps"] for m in members}
+        row["steps"] = steps.pop() if len(steps) == 1 else None
+        for key, _, _ in columns:
+            values = [m[key] for m in members if m.get(key) is not None]
+            if values:
+                row[key] = statistics.mean(values)
+                row[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(row)
+    for r in out:
+        r["best"] = []
+    for key, _, lower in columns:
+        if lower is None:
+            continue
+        by_kind: dict[tuple[str, str], list[dict]] = {}
+        for r in out:
+            if key in r:
+                by_kind.setdefault((r["data"], r["condition"]), []).append(r)
+        for group in by_kind.values():
+            if len(group) > 1:
+                best = (min if lower else max)(r[key] for r in group)
+                for r in group:
+                    if r[key] == best:
+                        r["best"].append(key)
+    return out
