@@ -596,6 +596,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
     p.add_argument("--device", default="cpu")
+    p = sub.add_parser("sweep", help="train one run per point of a grid of settings and per seed, then the table "
+                                     "(seeds as mean ± sd) and a plot of each metric against the setting")
+    p.add_argument("model", help="registered model name (see `vaekit models`)")
+    p.add_argument("--out", required=True, help="the sweep's folder: one run folder each, logs/, sweep.md")
+    p.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
+                   help="a setting and its values (repeatable: every combination)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="train.seed of each repeat (default 0)")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time, one process each (default 1: one "
+                   "after another, each using the whole machine)")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print one `vaekit train` line per run (for a scheduler's job array) and stop")
+    for flag, kind, text in (("--data", str, "dataset name"), ("--steps", int, "train.steps"),
+                             ("--epochs", float, "train.epochs"), ("--batch-size", int, "train.batch_size"),
+                             ("--lr", float, "train.lr"), ("--device", str, "train.device"),
+                             ("--config", str, "TOML file with [model], [data], [train] tables")):
+        p.add_argument(flag, type=kind, help=text)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a setting every run shares (repeatable)")
+    p.add_argument("--iw-samples", type=int, default=50, help="K of each run's final IWAE evaluation (default 50)")
     p = sub.add_parser("compare", help="the final metrics of several runs side by side")
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--json", action="store_true", help="print one JSON object (columns and rows)")
@@ -612,6 +631,37 @@ def _cmd_serve(args) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must lie in [0, 65535], got {args.port}")
     return serve(args.runs, args.host, args.port, args.device)
+
+
+def _cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from ..run.sweep import command_lines, parse_grid, plan, report, run_sweep
+
+    base, train_args = {"data": {}, "train": {}}, []
+    if args.data is not None:
+        base["data"]["name"] = args.data
+        train_args += ["--data", args.data]
+    for key, flag in (("steps", "--steps"), ("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"),
+                      ("device", "--device")):
+        if getattr(args, key) is not None:
+            base["train"][key] = getattr(args, key)
+            train_args += [flag, str(getattr(args, key))]
+    if args.iw_samples < 0:
+        raise ConfigError(f"--iw-samples must be >= 0, got {args.iw_samples}")
+    if args.parallel < 1:
+        raise ConfigError(f"--parallel must be >= 1, got {args.parallel}")
+    train_args += ["--iw-samples", str(args.iw_samples)]
+    grid = parse_grid(args.grid)
+    out = Path(args.out)
+    runs = plan(args.model, train_args, args.set, grid, args.seeds, out, args.config, base)
+    if args.print_commands:
+        print("\n".join(command_lines(runs)))
+        return 0
+    run_sweep(runs, out, args.parallel)
+    print(report(runs, out, grid))
+    print(f"sweep folder: {out} (open {out}/sweep.md)")
+    return 0
 
 
 def _cmd_compare(args) -> int:
@@ -633,7 +683,7 @@ def _cmd_compare(args) -> int:
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
             "reconstruct": _cmd_reconstruct, "interpolate": _cmd_interpolate, "traverse": _cmd_traverse,
             "generate": _cmd_generate, "complete": _cmd_complete, "style-transfer": _cmd_style_transfer,
-            "classify": _cmd_classify, "encode": _cmd_encode, "export": _cmd_export, "serve": _cmd_serve, "compare": _cmd_compare,
+            "classify": _cmd_classify, "encode": _cmd_encode, "export": _cmd_export, "serve": _cmd_serve, "sweep": _cmd_sweep, "compare": _cmd_compare,
             "models": _cmd_models,
             "datasets": _cmd_datasets}
 
