@@ -36,13 +36,15 @@ def digits_run(tmp_path_factory):
 def test_train_leaves_a_readable_run_folder(digits_run):
     names = {p.name for p in digits_run.iterdir()}
     for expected in ("config.json", "config.toml", "metrics.jsonl", "eval.jsonl", "evaluation.json", "report.md",
-                     "loss_curves.png", "reconstructions.png", "samples.png", "interpolations.png", "checkpoints"):
+                     "loss_curves.png", "reconstructions.png", "samples.png", "interpolations.png", "latent_map.png",
+                     "checkpoints"):
         assert expected in names, expected
     cfg = json.loads((digits_run / "config.json").read_text())
     assert cfg["model_name"] == "vae" and cfg["data"]["name"] == "digits" and cfg["image_shape"] == [1, 8, 8]
     evaluation = json.loads((digits_run / "evaluation.json").read_text())
     assert evaluation["step"] == 20 and evaluation["images"] == 355
     assert "baseline/mean_image/ssim" in evaluation
+    assert "![latent map](latent_map.png)" in (digits_run / "report.md").read_text()
     assert not list(digits_run.glob("**/*.tmp"))
 
 

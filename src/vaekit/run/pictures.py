@@ -88,6 +88,51 @@ def traversal_grid(model: GenerativeModel, x_ref: torch.Tensor, x_kl: torch.Tens
     return model.decode(z, y), order.tolist(), kl
 
 
+LATENT_MAP_IMAGES = 500  # t-SNE's time grows with them: a few seconds at the end of a run
+
+
+@torch.no_grad()
+def draw_latent_map(path: Path, model: GenerativeModel, test_data, seed: int) -> None:
+    """The posterior means of a fixed uniform sample of up to 500 test images in 2-D, by PCA and by t-SNE
+    (scikit-learn), coloured by their label (dSprites: their shape) where the data has one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    idx = fixed_sample(len(test_data), min(LATENT_MAP_IMAGES, len(test_data)), seed)
+    if len(idx) < 5:
+        return
+    codes = []
+    with eval_mode(model):
+        for start in range(0, len(idx), 250):
+            part = idx[start:start + 250]
+            x = test_data.batch(part).to(model.device)
+            labels = test_data.labels[part].to(model.device) if test_data.labels is not None else None
+            codes.append(model.encode(x, model.side_information(Batch(x, labels))).mu.flatten(1).float().cpu())
+    codes = torch.cat(codes).numpy()
+    colour = (test_data.labels[idx].numpy() if test_data.labels is not None else
+              test_data.factors_of(idx)[:, 0].numpy() if hasattr(test_data, "factors_of") else None)
+    maps = [("PCA", PCA(n_components=2, random_state=seed).fit_transform(codes) if codes.shape[1] > 1 else None),
+            ("t-SNE", TSNE(n_components=2, random_state=seed, init="pca", max_iter=500,
+                           perplexity=min(30.0, (len(codes) - 1) / 3)).fit_transform(codes) if codes.shape[1] > 1 else None)]
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 4.2))
+    for ax, (name, xy) in zip(axes, maps):
+        if xy is None:
+            ax.set_axis_off()
+            continue
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=colour, s=5, cmap="tab10", alpha=0.8)
+        ax.set_title(f"{name} of {len(idx)} test codes (posterior means)", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if colour is not None:
+        fig.colorbar(points, ax=axes, shrink=0.8, label="label" if test_data.labels is not None else "shape")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConfig) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
@@ -109,6 +154,7 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
             grid, _, _ = traversal_grid(model, test_data.batch(torch.arange(1)), test_data.batch(kl_idx), steps=9,
                                         dims=10, labels_ref=pick(torch.arange(1)), labels_kl=pick(kl_idx))
             save_grid(out / "traversals.png", grid, nrow=9)
+            draw_latent_map(out / "latent_map.png", model, test_data, cfg.train.seed)
         draw_conditional_pictures(out, model, test_data, cfg.train.seed)
         if caps.output == "canvas":  # DRAW: the canvas over time, 4 reconstructions and 4 samples
             from .canvas import save_canvas_pictures

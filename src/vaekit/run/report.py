@@ -145,6 +145,8 @@ def picture_sections(out: Path) -> list[Section]:
     add("Latent traversals", Text("The 10 most used dimensions (rows, by KL on test images; columns -3 … 3 prior "
                                   "standard deviations around the first test image's code):"),
         Picture("traversals.png", "traversals"))
+    add("Latent map", Text("The posterior means of up to 500 test images in 2-D, by PCA and by t-SNE, coloured by "
+                           "label where the data has one:"), Picture("latent_map.png", "latent map"))
     add("Model-specific curves", Picture("training_curves.png", "training curves"))
     for stem, caption in model_pictures(out):  # the model's own (`GenerativeModel.extra_pictures`)
         add(caption, Picture(f"model-{stem}.png", caption))
