@@ -388,7 +388,8 @@ def plot_curves(table_name: str, table: Table, results: dict, out: Path) -> None
                     label=f"{row.name} (seeds)" if j == 0 else None)
             if entry.get("final"):
                 ax.plot([entry["final"]["step"]], [entry["final"]["value"]], "*", color=colours[i % 10], ms=11,
-                        label=f"{row.name}, final (K = {entry['final']['k']})" if j == 0 else None)
+                        label=(f"{row.name}, final" + (f" (K = {entry['final']['k']})" if entry['final']['k'] else ""))
+                        if j == 0 else None)
         if row.paper is not None:
             ax.axhline(row.paper, color=colours[i % 10], ls="--", lw=1, label=f"paper: {row.paper}")
     ax.set_xscale("log")
