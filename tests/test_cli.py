@@ -37,7 +37,7 @@ def test_train_leaves_a_readable_run_folder(digits_run):
     names = {p.name for p in digits_run.iterdir()}
     for expected in ("config.json", "config.toml", "metrics.jsonl", "eval.jsonl", "evaluation.json", "report.md",
                      "loss_curves.png", "reconstructions.png", "samples.png", "interpolations.png", "latent_map.png",
-                     "checkpoints"):
+                     "interpolations.gif", "traversals.gif", "checkpoints"):
         assert expected in names, expected
     cfg = json.loads((digits_run / "config.json").read_text())
     assert cfg["model_name"] == "vae" and cfg["data"]["name"] == "digits" and cfg["image_shape"] == [1, 8, 8]
@@ -45,6 +45,10 @@ def test_train_leaves_a_readable_run_folder(digits_run):
     assert evaluation["step"] == 20 and evaluation["images"] == 355
     assert "baseline/mean_image/ssim" in evaluation
     assert "![latent map](latent_map.png)" in (digits_run / "report.md").read_text()
+    from PIL import Image
+
+    with Image.open(digits_run / "traversals.gif") as gif:  # 9 steps forth, 7 back
+        assert gif.n_frames == 16 and gif.size[1] > gif.size[0] / 4  # a row of 4 dimensions (latent_dim 4)
     assert not list(digits_run.glob("**/*.tmp"))
 
 

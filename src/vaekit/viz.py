@@ -47,6 +47,15 @@ def save_image(path: str | Path, img, **save_options) -> Path:
     return path
 
 
+def save_animation(path: str | Path, frames: list[Tensor], nrow: int, scale: int = 3, ms: int = 120) -> Path:
+    """An animated GIF: frame i is the grid (`image_grid`, `nrow` per row) of frames[i], (N, C, H, W) in
+    [0, 1]; played forth and back, looping."""
+    pictures = [to_pil(image_grid(f, nrow), scale) for f in frames]
+    pictures = pictures + pictures[-2:0:-1]  # forth and back
+    return save_image(path, pictures[0], format="GIF", save_all=True, append_images=pictures[1:], duration=ms,
+                      loop=0)
+
+
 def save_grid(path: str | Path, images: Tensor, nrow: int, scale: int | None = None) -> Path:
     """Grid of images, enlarged so small images (28x28, 8x8) are comfortable to look at."""
     if scale is None:

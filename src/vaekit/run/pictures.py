@@ -16,7 +16,7 @@ from ..batch import Batch
 from ..files import write_json_atomic
 from ..models.base import eval_mode, inference
 from .report import MODEL_PICTURES, read_jsonl
-from ..viz import plot_curves, plot_panels, save_grid
+from ..viz import plot_curves, plot_panels, save_animation, save_grid
 
 
 def side_of(model: GenerativeModel, x: torch.Tensor, labels: torch.Tensor | None):
@@ -146,14 +146,18 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
         save_grid(out / "samples.png", model.sample(64, y), nrow=8)
         pairs = min(6, len(test_data) // 2)
         x, ends = test_data.batch(shown[:2 * pairs]), shown[:2 * pairs]
-        save_grid(out / "interpolations.png", interpolation_grid(
-            model, x[:pairs], x[pairs:], labels_a=pick(ends[:pairs]), labels_b=pick(ends[pairs:])), nrow=12)
+        grid = interpolation_grid(model, x[:pairs], x[pairs:], labels_a=pick(ends[:pairs]), labels_b=pick(ends[pairs:]))
+        save_grid(out / "interpolations.png", grid, nrow=12)
+        steps = grid.reshape(pairs, 12, *grid.shape[1:])[:, 1:-1]  # each pair's decodes along t, inputs left out
+        save_animation(out / "interpolations.gif", [steps[:, t] for t in range(steps.shape[1])], nrow=pairs)
         caps = model.capabilities
         if caps.factorised:  # rows by KL on 1,000 test images, as `vaekit traverse`
             kl_idx = fixed_sample(len(test_data), 1000)
             grid, _, _ = traversal_grid(model, test_data.batch(torch.arange(1)), test_data.batch(kl_idx), steps=9,
                                         dims=10, labels_ref=pick(torch.arange(1)), labels_kl=pick(kl_idx))
             save_grid(out / "traversals.png", grid, nrow=9)
+            rows = grid.reshape(-1, 9, *grid.shape[1:])  # one row per dimension
+            save_animation(out / "traversals.gif", [rows[:, j] for j in range(9)], nrow=len(rows))
             draw_latent_map(out / "latent_map.png", model, test_data, cfg.train.seed)
         draw_conditional_pictures(out, model, test_data, cfg.train.seed)
         if caps.output == "canvas":  # DRAW: the canvas over time, 4 reconstructions and 4 samples

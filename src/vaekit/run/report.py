@@ -144,7 +144,8 @@ def picture_sections(out: Path) -> list[Section]:
 
     add("Latent traversals", Text("The 10 most used dimensions (rows, by KL on test images; columns -3 … 3 prior "
                                   "standard deviations around the first test image's code):"),
-        Picture("traversals.png", "traversals"))
+        Picture("traversals.png", "traversals"),
+        Text("Animated: every dimension swept together, forth and back:"), Picture("traversals.gif", "traversals"))
     add("Latent map", Text("The posterior means of up to 500 test images in 2-D, by PCA and by t-SNE, coloured by "
                            "label where the data has one:"), Picture("latent_map.png", "latent map"))
     add("Model-specific curves", Picture("training_curves.png", "training curves"))
@@ -164,7 +165,8 @@ def picture_sections(out: Path) -> list[Section]:
     add("Reconstructions, samples, interpolations", Text("Test reconstructions (top row: inputs):"),
         Picture("reconstructions.png", "reconstructions"), Text("Samples from the prior:"),
         Picture("samples.png", "samples"), Text("Interpolations between test images (ends: the inputs):"),
-        Picture("interpolations.png", "interpolations"))
+        Picture("interpolations.png", "interpolations"), Text("Animated, each pair along its line, forth and back:"),
+        Picture("interpolations.gif", "interpolations"))
     return sections
 
 
