@@ -129,6 +129,26 @@ def test_samples_as_a_folder_of_pngs_or_one_array_for_external_tools(digits_run,
     assert code == 2 and ".npz" in err and not (tmp_path / "t.png").exists()
 
 
+def test_reconstructions_as_one_array_with_their_inputs_and_positions(digits_run, capsys, tmp_path):
+    import numpy as np
+
+    from vaekit.run import load_run, load_split
+
+    code, _, err = run(capsys, "reconstruct", str(digits_run), "-n", "20", "--format", "npz", "-o", str(tmp_path / "r.npz"))
+    assert code == 0, err
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    assert set(arrays) == {"reconstructions", "images", "positions", "labels"}
+    assert arrays["reconstructions"].shape == arrays["images"].shape == (20, 8, 8, 1)
+    cfg, model, _ = load_run(digits_run)
+    test = load_split(cfg, "test")
+    positions = torch.from_numpy(arrays["positions"])
+    assert np.array_equal(arrays["labels"], test.labels[positions].numpy())
+    with torch.no_grad():
+        expected = (model.reconstruct(test.batch(positions)).clamp(0, 1) * 255).round().to(torch.uint8)
+    assert np.abs(arrays["reconstructions"][..., 0].astype(int) - expected[:, 0].numpy().astype(int)).max() <= 1
+
+
 def test_encode_writes_the_posterior_of_a_split_with_its_labels(digits_run, capsys, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file

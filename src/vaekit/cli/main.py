@@ -184,18 +184,47 @@ def _cmd_sample(args) -> int:
 def _write_samples(args, cfg, model) -> int:
     """`sample --format folder|npz`: N samples drawn IMAGES_PER_CALL at a time (memory does not grow with N
     beyond the output itself), as PNG files or one array; the folder or file appears whole or not at all."""
+    import torch
+
+    from ..conditioning import data_classes, side_information_for_samples
+    from ..importance import IMAGES_PER_CALL
+    from ..models.base import eval_mode
+    from ..run import load_split
+
+    caps = model.capabilities
+    side_data = load_split(cfg, "test") if caps.conditional else None
+
+    def chunks():
+        torch.manual_seed(args.seed)
+        with eval_mode(model), torch.no_grad():
+            for start in range(0, args.n, IMAGES_PER_CALL):
+                stop = min(args.n, start + IMAGES_PER_CALL)
+                y = side_information_for_samples(model, side_data, start, stop, args.seed) if caps.conditional else None
+                out = {"images": _as_uint8(model.sample(stop - start, y))}
+                if caps.label_conditional:
+                    out["labels"] = (torch.arange(start, stop) % data_classes(side_data)).numpy()  # as y cycles
+                yield out
+
+    return _write_arrays(args, "sampling", "sample", args.n, chunks())
+
+
+def _as_uint8(x):
+    """(N, C, H, W) in [0, 1] -> uint8 (N, H, W, C) numpy."""
+    import torch
+
+    return (x.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _write_arrays(args, doing: str, stem: str, n: int, chunks) -> int:
+    """Write `chunks` (dicts of arrays, the first key the images) to -o: a folder of PNGs STEM_i.png (the
+    first key) or one .npz of every key; whole or not at all, with progress."""
     import shutil
     from pathlib import Path
 
     import numpy as np
-    import torch
 
-    from ..conditioning import data_classes, side_information_for_samples
     from ..files import atomic_path
-    from ..importance import IMAGES_PER_CALL
-    from ..models.base import eval_mode
     from ..progress import TaskProgress
-    from ..run import load_split
     from ..viz import save_png
 
     out = Path(args.output)
@@ -203,41 +232,32 @@ def _write_samples(args, cfg, model) -> int:
         raise ConfigError(f"--format npz writes one .npz file; give -o a name ending in .npz, not {out}")
     if args.format == "folder" and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"-o {out} exists and is not an empty folder; choose a new one")
-    caps = model.capabilities
-    side_data = load_split(cfg, "test") if caps.conditional else None
     partial = out.with_name(out.name + ".partial")
     if args.format == "folder":
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-    digits = len(str(args.n - 1))
-    images, labels = [], []
-    torch.manual_seed(args.seed)
-    with eval_mode(model), TaskProgress("sampling", args.n, "samples") as shown:
-        for start in range(0, args.n, IMAGES_PER_CALL):
-            stop = min(args.n, start + IMAGES_PER_CALL)
-            y = side_information_for_samples(model, side_data, start, stop, args.seed) if caps.conditional else None
-            x = model.sample(stop - start, y).float().clamp(0, 1)
-            u8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, C)
+    digits, done, kept = len(str(n - 1)), 0, {}
+    with TaskProgress(doing, n, "images") as shown:
+        for chunk in chunks:
+            first = next(iter(chunk.values()))
             if args.format == "folder":
-                for i, image in enumerate(u8, start):
-                    save_png(partial / f"sample_{i:0{digits}d}.png", image)
+                for i, image in enumerate(first, done):
+                    save_png(partial / f"{stem}_{i:0{digits}d}.png", image)
             else:
-                images.append(u8)
-            if caps.label_conditional:
-                labels.append(torch.arange(start, stop) % data_classes(side_data))  # as y cycles
-            shown.advance(stop - start)
+                for k, v in chunk.items():
+                    kept.setdefault(k, []).append(v)
+            done += len(first)
+            shown.advance(len(first))
     if args.format == "folder":
         if out.exists():
             out.rmdir()  # empty, checked above
         partial.rename(out)
+        print(f"wrote {n} images to {out} (one PNG each)")
     else:
-        arrays = {"images": np.concatenate(images)}
-        if labels:
-            arrays["labels"] = torch.cat(labels).numpy()
+        arrays = {k: np.concatenate(v) for k, v in kept.items()}
         with atomic_path(out) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-    print(f"wrote {args.n} samples to {out}" + (" (one PNG each)" if args.format == "folder" else
-                                               f" (arrays: {', '.join(arrays)})"))
+        print(f"wrote {n} images to {out} (arrays: {', '.join(arrays)})")
     return 0
 
 
@@ -256,11 +276,37 @@ def _cmd_reconstruct(args) -> int:
     # first n": an image folder is stored class by class); --random: another one for each --seed
     idx = fixed_sample(len(data), args.n, seed=1 + args.seed if args.random else 0)
     torch.manual_seed(args.seed)
+    if args.format != "grid":
+        return _write_reconstructions(args, model, data, idx)
     grid, names = reconstruction_rows(model, data.batch(idx), _labels(data, idx))
     save_grid(args.output, grid, nrow=len(idx))
     print(f"wrote {len(idx)} {args.split} images and their reconstructions to {args.output} "
           f"(rows: {', '.join(names)})")
     return 0
+
+
+def _write_reconstructions(args, model, data, idx) -> int:
+    """`reconstruct --format folder|npz`: the reconstructions (posterior mean decoded) of the images `idx` of a
+    split, 250 per call; the .npz holds the inputs, their positions and labels too."""
+    import torch
+
+    from ..batch import Batch
+    from ..importance import IMAGES_PER_CALL
+    from ..models.base import eval_mode
+
+    def chunks():
+        with eval_mode(model), torch.no_grad():
+            for start in range(0, len(idx), IMAGES_PER_CALL):
+                part = idx[start:start + IMAGES_PER_CALL]
+                x = data.batch(part).to(model.device)
+                labels = data.labels[part].to(model.device) if data.labels is not None else None
+                out = {"reconstructions": _as_uint8(model.reconstruct(x, model.side_information(Batch(x, labels)))),
+                       "images": _as_uint8(x), "positions": part.numpy()}
+                if labels is not None:
+                    out["labels"] = labels.cpu().numpy()
+                yield out
+
+    return _write_arrays(args, "reconstructing", "reconstruction", len(idx), chunks())
 
 
 def _cmd_interpolate(args) -> int:
@@ -548,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nrow", type=int, help="images per row (default: square)")
     p.add_argument("--stages", action="store_true", help="one row per output stage (multi-stage models)")
     p = _add_picture(sub, "reconstruct", "test images and their reconstructions, one row per output stage", 16)
+    p.add_argument("--format", choices=("grid", "folder", "npz"), default="grid",
+                   help="grid: one PNG (default); folder: one PNG per reconstruction in the folder -o; npz: uint8 "
+                        "arrays 'reconstructions' and 'images' (N, H, W, C) with 'positions' and 'labels'")
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--random", action="store_true", help="another uniform sample, one for each --seed, instead of "
                    "the fixed one whose first 16 are the run folder's reconstructions.png")
