@@ -1,6 +1,7 @@
 """Scheduled settings (vaekit.schedules): their values, their table in the config and the run folder,
 refusals in one line, and a run whose model uses the value of each step (KL warm-up)."""
 
+import dataclasses
 import json
 import math
 
@@ -92,3 +93,28 @@ def test_a_learning_rate_with_warm_up_then_cosine_reaches_the_optimiser_at_every
     trainer.fit()
     assert [(s, pytest.approx(lr), pytest.approx(logged)) for s, lr, logged in seen] == \
         [(s, pytest.approx(schedule.at(s)), pytest.approx(schedule.at(s))) for s in range(14)]
+
+
+def test_beta_vae_b_pulls_each_images_kl_towards_the_capacity_of_the_step():
+    """Burgess et al. 2018: loss = E[-log p(x|z)] + gamma |KL(q(z|x) || p(z)) - C|, per image, C rising linearly
+    (the preset: gamma = 1000, C from 0 to 25 nats over 100,000 steps)."""
+    import torch
+
+    from vaekit.models import MODELS, build_model
+    from vaekit.models.base import Batch
+
+    preset = MODELS["beta_vae_b"].preset
+    assert preset.beta == 1000.0 and preset.capacity.at(50_000) == pytest.approx(12.5)
+    config = at_step(dataclasses.replace(preset, latent_dim=4, base_channels=8, max_channels=16), 40_000)
+    model = build_model("beta_vae_b", config, (1, 8, 8)).train()
+    x = torch.rand(6, 1, 8, 8)
+    torch.manual_seed(0)
+    loss = model.loss(Batch(x, None), 40_000)["loss"]
+    torch.manual_seed(0)
+    q = model.encode(x)
+    z = q.sample()
+    recon = -model.likelihood.log_prob(model.raw_decode(z), x)
+    kl = q.kl(model.prior(None, len(z)))
+    assert float(loss) == pytest.approx(float((recon + 1000.0 * (kl - 10.0).abs()).mean()), rel=1e-5)
+    with pytest.raises(ConfigError, match="model.capacity"):
+        resolve_config("vae", overrides=["model.capacity=-1"])

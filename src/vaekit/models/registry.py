@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import from_dict
 from ..errors import ConfigError
+from ..schedules import Scheduled
 from .base import DataFacts, GenerativeModel
 from .dip_vae import DIPVAE, DIPVAEConfig, dip_vae_ii_preset
 from .draw import DRAW, DRAWGAN, DRAWConfig, DRAWGANConfig
@@ -42,6 +43,9 @@ register("ae", AE, AEConfig())
 register("vae", VAE, VAEConfig())
 register("beta_vae", VAE, VAEConfig(beta=4.0), "beta-VAE: a VAE whose KL weight beta is 4 by default",
          "Higgins et al. 2017, beta-VAE: Learning basic visual concepts with a constrained variational framework")
+register("beta_vae_b", VAE, VAEConfig(beta=1000.0, capacity=Scheduled("linear", 0.0, 25.0, 100_000)),
+         "beta-VAE_B: gamma |KL - C| with the capacity C rising linearly from 0 to 25 nats over 100,000 steps",
+         "Burgess et al. 2018, Understanding disentangling in beta-VAE")
 register("btcvae", VAE, VAEConfig(prior_term="tc", beta=6.0),
          "beta-TCVAE: the KL split into MI, total correlation and dimension-wise KL, weighted alpha, beta, gamma",
          "Chen et al. 2018, Isolating Sources of Disentanglement in Variational Autoencoders")

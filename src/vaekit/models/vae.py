@@ -6,6 +6,9 @@ beta-VAE optimises E_q[log p(x|z)] - beta * KL         (Higgins et al. 2017, eq.
 beta-TCVAE: E_q[log p(x|z)] - alpha*MI - beta*TC - gamma*DWKL, the KL split into index-code mutual
 information, total correlation and dimension-wise KL, estimated on the minibatch (Chen et al. 2018,
 eq. 2 and 4; the overview paper's section V).
+beta-VAE_B: E_q[log p(x|z)] - gamma * |KL - C|, the capacity C raised linearly during training
+(Burgess et al. 2018, "Understanding disentangling in beta-VAE", sec. 5; gamma is model.beta here, C a
+schedule of model.capacity, vaekit.schedules).
 Reconstruction and KL are summed over pixels and latent dimensions and averaged over the batch.
 """
 
@@ -33,6 +36,12 @@ def _is_tc(c) -> bool:
 
 
 _TC = "model.prior_term = 'tc' (beta-TCVAE)"
+_KL = "model.prior_term = 'kl'"
+
+
+def _is_kl(c) -> bool:
+    return c.prior_term == "kl"
+
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,9 @@ class VAEConfig(LikelihoodConfig, ConditionConfig):
     #   of log N; its gradients differ from MSS's unless the batch is the whole data set)
     dataset_size: int = field(default=0, metadata=applies_when(_is_tc, _TC))
     #   N of the estimators; 0 = the training set's size, set by the run
+    capacity: float | None = field(default=None, metadata=applies_when(_is_kl, _KL))
+    #   C of beta-VAE_B (Burgess et al. 2018): the loss weighs |KL - C| by beta instead of KL; usually a
+    #   schedule rising linearly, e.g. {schedule = "linear", start = 0, end = 25, steps = 100000}
 
     def __post_init__(self):
         super().__post_init__()
@@ -58,6 +70,8 @@ class VAEConfig(LikelihoodConfig, ConditionConfig):
             raise ConfigError(f"model.prior_term must be 'kl' or 'tc', got {self.prior_term!r}")
         if self.tc_estimator not in ESTIMATORS:
             raise ConfigError(f"model.tc_estimator must be one of {', '.join(ESTIMATORS)}, got {self.tc_estimator!r}")
+        if self.capacity is not None and self.capacity < 0:
+            raise ConfigError(f"model.capacity must be >= 0 (nats), got {float(self.capacity)}")
         if self.dataset_size < 0 or self.alpha < 0 or self.gamma < 0:
             raise ConfigError("model.dataset_size, model.alpha and model.gamma must be >= 0")
         self.check_condition()
@@ -95,7 +109,9 @@ class VAE(LikelihoodDecoder, GaussianAutoencoder):
         kl = q.kl(self.prior(y, len(z)))  # (B,) analytic, KL(q(z|x, y) || p(z|y))
         terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
         c = self.config
-        if c.prior_term == "kl":
+        if c.prior_term == "kl" and c.capacity is not None:  # beta-VAE_B: the KL pulled towards capacity C
+            terms["loss"] = (recon + c.beta * (kl - c.capacity).abs()).mean()
+        elif c.prior_term == "kl":
             terms["loss"] = (recon + c.beta * kl).mean()
         elif self.training or len(batch.x) >= TC_EVAL_MIN_BATCH:
             if c.dataset_size < 1:

@@ -17,7 +17,8 @@ from ..errors import ConfigError
 from ..files import write_json_atomic, write_text_atomic
 from ..models import MODELS, GenerativeModel, build_model
 from ..train import latest_checkpoint
-from ..train.checkpoint import load_model_weights
+from ..schedules import at_step
+from ..train.checkpoint import checkpoint_step, load_model_weights
 from .configuration import read_run_config
 from .folder import load_run
 
@@ -42,7 +43,8 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     shutil.copyfile(latest_checkpoint(run_dir) / "model.safetensors", partial / "model.safetensors")
-    write_json_atomic(partial / "config.json", {**saved, "export": {"format": EXPORT_FORMAT,
+    step = checkpoint_step(latest_checkpoint(run_dir))
+    write_json_atomic(partial / "config.json", {**saved, "export": {"format": EXPORT_FORMAT, "step": step,
                                                                   "from_run": str(run_dir.resolve())}})
     if evaluation is not None:
         write_json_atomic(partial / "evaluation.json", evaluation)
@@ -88,6 +90,7 @@ def load(path: str | Path, device: str = "cpu") -> GenerativeModel:
         cfg, saved = read_run_config(path)
         model = build_model(cfg.model_name, cfg.model, saved["image_shape"]).to(resolve_device(device))
         load_model_weights(path, model)
+        model.config = at_step(model.config, int(saved.get("export", {}).get("step", 0)))
         model.eval()
     else:
         raise ConfigError(f"{path} is neither a vaekit run folder (no checkpoints/) nor an exported model "

@@ -42,6 +42,7 @@ from ..models import GenerativeModel, build_model
 from ..train import RunLock, Trainer, latest_checkpoint
 from ..files import write_json_atomic, write_text_atomic
 from ..layout import channels_last_while
+from ..schedules import at_step
 from ..train.checkpoint import checkpoint_step, load_model_weights
 from ..train.lock import LOCK_NAME
 from . import callbacks
@@ -61,6 +62,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, Gener
         raise CheckpointError(f"{run_dir} has no checkpoint yet")
     model = build_model(cfg.model_name, cfg.model, saved["image_shape"]).to(resolve_device(device))
     load_model_weights(ckpt, model)
+    model.config = at_step(model.config, checkpoint_step(ckpt))  # scheduled settings at the step it reached
     model.eval()
     return cfg, model, saved
 

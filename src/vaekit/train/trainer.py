@@ -381,6 +381,8 @@ class Trainer:
         t0 = time.perf_counter()
         last = self._loop()
         self.train_seconds = time.perf_counter() - t0
+        if self.scheduled:  # a trained model holds its settings' values at the step it reached (as load_run gives)
+            self.model.config = at_step(self._base_model_config, self.step)
         self.trigger("on_fit_end")
         return last
 
