@@ -155,7 +155,7 @@ TABLES = {
             "`data.binarize=fixed`); Gregor et al. used the fixed binarisation of Larochelle and Murray 2011, "
             "a different draw of the same kind.",
             "Budget: Gregor et al. do not state their batch size or number of updates; ours is what 2 CPU "
-            "cores train in about 90 minutes, bf16 matrix units and two worker processes (vaekit's defaults).",
+            "cores train in about 90 minutes: one single-threaded process per row, the two rows side by side, bf16.",
             "The ELBO is the paper's own number (a bound); vaekit's DRAW also has an IWAE bound "
             "(`vaekit evaluate --iw-samples K`), tighter and not in the paper's table.",
         )),

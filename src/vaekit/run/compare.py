@@ -75,6 +75,13 @@ def compare_runs(run_dirs: list[str | Path]) -> tuple[list[tuple[str, str, bool 
     columns = [m for m in METRICS if any(m[0] in r for r in rows)]
     keeps = sorted({k for r in rows for k in r if k.startswith("completion/") and k.endswith("/nll")})
     columns += [(k, f"-log p(missing | {k.split('/')[1]} kept)", True) for k in keeps]
+    mark_best(columns, rows)
+    return columns, rows
+
+
+def mark_best(columns, rows: list[dict]) -> None:
+    """Each row's `best`: the columns in which it is the best of the rows comparable with it (same data,
+    same condition), where there are two or more."""
     for r in rows:
         r["best"] = []
     for key, _, lower in columns:
@@ -90,7 +97,6 @@ def compare_runs(run_dirs: list[str | Path]) -> tuple[list[tuple[str, str, bool 
                 for r in group:
                     if r[key] == best:
                         r["best"].append(key)
-    return columns, rows
 
 
 def format_table(columns, rows) -> str:
@@ -151,19 +157,5 @@ def group_seeds(columns, rows: list[dict]) -> list[dict]:
                 row[key] = statistics.mean(values)
                 row[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
         out.append(row)
-    for r in out:
-        r["best"] = []
-    for key, _, lower in columns:
-        if lower is None:
-            continue
-        by_kind: dict[tuple[str, str], list[dict]] = {}
-        for r in out:
-            if key in r:
-                by_kind.setdefault((r["data"], r["condition"]), []).append(r)
-        for group in by_kind.values():
-            if len(group) > 1:
-                best = (min if lower else max)(r[key] for r in group)
-                for r in group:
-                    if r[key] == best:
-                        r["best"].append(key)
+    mark_best(columns, out)
     return out
