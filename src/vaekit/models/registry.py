@@ -13,6 +13,7 @@ from .base import DataFacts, GenerativeModel
 from .dip_vae import DIPVAE, DIPVAEConfig, dip_vae_ii_preset
 from .draw import DRAW, DRAWGAN, DRAWConfig, DRAWGANConfig
 from .introvae import IntroVAE, IntroVAEConfig
+from .iwae import IWAE, IWAEConfig
 from .m2 import M2, M2Config
 from .ssl_vaegan import SSLVAEGAN, SSLVAEGANConfig
 from .multistage import MultiStageVAE, msvae_preset, residual_vae_preset
@@ -49,6 +50,7 @@ register("beta_vae_b", VAE, VAEConfig(beta=1000.0, capacity=Scheduled("linear", 
 register("btcvae", VAE, VAEConfig(prior_term="tc", beta=6.0),
          "beta-TCVAE: the KL split into MI, total correlation and dimension-wise KL, weighted alpha, beta, gamma",
          "Chen et al. 2018, Isolating Sources of Disentanglement in Variational Autoencoders")
+register("iwae", IWAE, IWAEConfig())
 register("dip_vae", DIPVAE, DIPVAEConfig())
 register("dip_vae_ii", DIPVAE, dip_vae_ii_preset(), "DIP-VAE-II: the ELBO plus moment matching of q(z)'s covariance to I")
 register("residual_vae", MultiStageVAE, residual_vae_preset(),
