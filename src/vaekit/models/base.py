@@ -141,8 +141,10 @@ class GenerativeModel(nn.Module):
     def capabilities(self) -> Capabilities:
         """What this model can do (`Capabilities`): every caller outside models/ asks this record. A
         subclass declares what differs, `dataclasses.replace(super().capabilities, ...)`."""
-        return Capabilities(condition=self.condition, likelihood=False,
-                            refinable=type(self).loss_and_output is not GenerativeModel.loss_and_output)
+        # refine stages add their losses to the one total of the base (a model of several groups has no one total)
+        refinable = type(self).loss_and_output is not GenerativeModel.loss_and_output \
+            and tuple(self.optim_groups()) == ("loss",)
+        return Capabilities(condition=self.condition, likelihood=False, refinable=refinable)
 
     def classify(self, x: Tensor) -> Tensor:
         """log q(y|x) over the model's classes, (B, k); the prediction is its argmax."""

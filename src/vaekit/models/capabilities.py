@@ -26,7 +26,8 @@ class Capabilities:
     semi_supervised: bool = False  # learns from unlabelled images too (data.labelled applies)
     output: str = "image"  # image | stages (decode_stages gives several, coarse to fine) | canvas
     #   (canvas_sequence: DRAW's canvas over time, with its attention boxes)
-    refinable: bool = False  # loss_and_output gives the decoded image of its loss pass: refine stages build on it
+    refinable: bool = False  # loss_and_output gives the decoded image of its pass and one total `loss`: refine
+    #   stages build on it
     declared_bound: str | None = "auto"  # what `bound` says; "auto": derived from the fields above (M2,
     #   label-conditional in its decoder but with y latent, declares "p(x)")
 

@@ -12,6 +12,7 @@ from ..schedules import Scheduled
 from .base import DataFacts, GenerativeModel
 from .dip_vae import DIPVAE, DIPVAEConfig, dip_vae_ii_preset
 from .draw import DRAW, DRAWGAN, DRAWConfig, DRAWGANConfig
+from .factor_vae import FactorVAE, FactorVAEConfig
 from .introvae import IntroVAE, IntroVAEConfig
 from .iwae import IWAE, IWAEConfig
 from .m2 import M2, M2Config
@@ -19,6 +20,7 @@ from .ssl_vaegan import SSLVAEGAN, SSLVAEGANConfig
 from .multistage import MultiStageVAE, msvae_preset, residual_vae_preset
 from .vae import AE, VAE, AEConfig, VAEConfig
 from .vaegan import VAEGAN, VAEGANConfig
+from .wae import WAE, WAEConfig
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,11 @@ register("btcvae", VAE, VAEConfig(prior_term="tc", beta=6.0),
          "beta-TCVAE: the KL split into MI, total correlation and dimension-wise KL, weighted alpha, beta, gamma",
          "Chen et al. 2018, Isolating Sources of Disentanglement in Variational Autoencoders")
 register("iwae", IWAE, IWAEConfig())
+register("factor_vae", FactorVAE, FactorVAEConfig(), train={"lr": 1e-4, "group_lr": {"loss/discriminator": 1e-4}})
 register("dip_vae", DIPVAE, DIPVAEConfig())
 register("dip_vae_ii", DIPVAE, dip_vae_ii_preset(), "DIP-VAE-II: the ELBO plus moment matching of q(z)'s covariance to I")
+register("wae_mmd", WAE, WAEConfig(latent_dim=8),
+         "WAE-MMD: a deterministic autoencoder, its codes matched to N(0, I) by an IMQ-kernel MMD (lambda 10, d_z 8)")
 register("residual_vae", MultiStageVAE, residual_vae_preset(),
          "Residual-VAE: the decoder followed by residual blocks, one likelihood on the refined output (eq. 2.9)")
 register("msvae", MultiStageVAE, msvae_preset(),
