@@ -70,3 +70,35 @@ class StandardNormal(DiagonalGaussian):
     def __init__(self, n: int, dim: int, device=None):
         zeros = torch.zeros(n, dim, device=device)
         super().__init__(zeros, zeros)
+
+
+class GaussianMixture(DiagonalGaussian):
+    """p(z) = (1/K) sum_k N(z; mu_k, diag sigma_k^2), for a batch of n codes: a prior that is a mixture
+    (VampPrior's). Its density and its draws are the mixture's. As a DiagonalGaussian (`mu`, `logvar`,
+    `std`, `mode`, and a KL against it) it is its moment-matched Gaussian: what traversals span and rank
+    latent dimensions by; a model's KL to the mixture itself is estimated by sampling (log q - log p)."""
+
+    def __init__(self, means: Tensor, logvars: Tensor, n: int):
+        self.components = DiagonalGaussian(means, logvars)  # (K, D) each
+        mu = self.components.mu.mean(0)
+        second = (self.components.logvar.exp() + self.components.mu.pow(2)).mean(0)
+        variance = (second - mu.pow(2)).clamp_min(1e-12)
+        super().__init__(mu.expand(n, -1), variance.log().expand(n, -1))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log p(z) for z (..., D). -> (...)"""
+        means, logvars = self.components.mu, self.components.logvar  # (K, D)
+        diff = z.unsqueeze(-2) - means  # (..., K, D)
+        per_component = -0.5 * (diff.pow(2) * torch.exp(-logvars) + logvars + LOG_2PI).sum(-1)  # (..., K)
+        return torch.logsumexp(per_component, -1) - math.log(len(means))
+
+    def sample(self, n: int | None = None) -> Tensor:
+        """Draws of the mixture: a component uniformly, then its Gaussian; with n, shape (n, B, D)."""
+        shape = self.mu.shape if n is None else (n, *self.mu.shape)
+        pick = torch.randint(len(self.components.mu), shape[:-1], device=self.mu.device)
+        eps = torch.randn(shape, dtype=self.mu.dtype, device=self.mu.device)
+        return self.components.mu[pick] + self.components.std[pick] * eps
+
+    def detach(self) -> "GaussianMixture":
+        mixture = GaussianMixture(self.components.mu.detach(), self.components.logvar.detach(), self.mu.shape[0])
+        return mixture

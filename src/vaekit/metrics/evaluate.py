@@ -196,12 +196,14 @@ def evaluate_kl_decomposition(model, train_data, mode: str = "fast", seed: int =
     set (`elbo_decomposition`, Chen et al. 2018 eq. 2): mode "full" every training image and 10,000
     draws scored (minutes for dSprites' 737,280), "fast" 10,000 images and 2,000 draws (seconds; MI is
     then at most log 10,000). Keys decomposition/{mi,tc,dwkl,kl,n,samples} and
-    each term's standard error over the scored draws, decomposition/<term>_se; empty for "off" or a model
-    without a factorised posterior."""
+    each term's standard error over the scored draws, decomposition/<term>_se; empty for "off", a model
+    without a factorised posterior or one whose prior is not N(0, I)."""
     from .elbo_decomposition import dataset_elbo_decomposition
 
-    if mode == "off" or not model.capabilities.factorised or model.capabilities.conditional:
-        return {}  # q(z) of a conditional model mixes q(z|x, y) and its KL is to p(z|y): not this decomposition
+    declared = model.capabilities
+    if mode == "off" or not declared.factorised or declared.conditional or declared.prior != "gaussian":
+        return {}  # q(z) of a conditional model mixes q(z|x, y) and its KL is to p(z|y); a mixture prior's KL
+        #            is not to N(0, I): not this decomposition
     settings = {"n": None, "samples": 10_000} if mode == "full" else {"n": 10_000, "samples": 2_000}
     out = dataset_elbo_decomposition(model, train_data, **settings, seed=seed, progress=progress)
     keys = ("mi", "tc", "dwkl", "kl", "n", "samples", "mi_se", "tc_se", "dwkl_se", "kl_se")

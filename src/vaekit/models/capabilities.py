@@ -12,6 +12,7 @@ from ..errors import ConfigError
 POSTERIORS = ("factorised", "sequential", "none")
 OUTPUTS = ("image", "stages", "canvas")
 BOUNDS = ("p(x)", "p(x|y)", None)
+PRIORS = ("gaussian", "mixture")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Capabilities:
     semi_supervised: bool = False  # learns from unlabelled images too (data.labelled applies)
     output: str = "image"  # image | stages (decode_stages gives several, coarse to fine) | canvas
     #   (canvas_sequence: DRAW's canvas over time, with its attention boxes)
+    prior: str = "gaussian"  # gaussian: prior(y, n) is one diagonal Gaussian (N(0, I), a CVAE's p(z|y)): KLs in
+    #   closed form, the KL decomposition against N(0, I) applies | mixture: a mixture (VampPrior): its density
+    #   and draws are the mixture's, its KL is estimated by sampling, the decomposition does not apply
     refinable: bool = False  # loss_and_output gives the decoded image of its pass and one total `loss`: refine
     #   stages build on it
     declared_bound: str | None = "auto"  # what `bound` says; "auto": derived from the fields above (M2,
@@ -36,6 +40,8 @@ class Capabilities:
             raise ConfigError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         if self.condition not in CONDITIONS:
             raise ConfigError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
+        if self.prior not in PRIORS:
+            raise ConfigError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.output not in OUTPUTS:
             raise ConfigError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.declared_bound != "auto" and self.declared_bound not in BOUNDS:

@@ -18,6 +18,7 @@ from .iwae import IWAE, IWAEConfig
 from .m2 import M2, M2Config
 from .ssl_vaegan import SSLVAEGAN, SSLVAEGANConfig
 from .multistage import MultiStageVAE, msvae_preset, residual_vae_preset
+from .vamp_prior import VampPriorConfig, VampPriorVAE
 from .vae import AE, VAE, AEConfig, VAEConfig
 from .vaegan import VAEGAN, VAEGANConfig
 from .wae import WAE, WAEConfig
@@ -54,6 +55,7 @@ register("btcvae", VAE, VAEConfig(prior_term="tc", beta=6.0),
          "Chen et al. 2018, Isolating Sources of Disentanglement in Variational Autoencoders")
 register("iwae", IWAE, IWAEConfig())
 register("factor_vae", FactorVAE, FactorVAEConfig(), train={"lr": 1e-4, "group_lr": {"loss/discriminator": 1e-4}})
+register("vamp_prior", VampPriorVAE, VampPriorConfig())
 register("dip_vae", DIPVAE, DIPVAEConfig())
 register("dip_vae_ii", DIPVAE, dip_vae_ii_preset(), "DIP-VAE-II: the ELBO plus moment matching of q(z)'s covariance to I")
 register("wae_mmd", WAE, WAEConfig(latent_dim=8),

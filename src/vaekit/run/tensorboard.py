@@ -78,7 +78,7 @@ class TensorBoardLog:
                                   dataformats="HWC")
             self.writer.add_image("reconstructions (image, then its reconstruction)",
                                   image_grid(pairs.cpu(), 8), step, dataformats="HWC")
-            if model.capabilities.factorised:
+            if model.capabilities.factorised and model.capabilities.prior == "gaussian":
                 q = model.encode(x, y)
                 kl = 0.5 * (q.mu.square() + q.logvar.exp() - 1 - q.logvar).flatten(1).mean(0)  # to N(0, I)
                 self.writer.add_histogram("kl_per_dimension", kl.cpu(), step)
