@@ -118,3 +118,22 @@ def test_beta_vae_b_pulls_each_images_kl_towards_the_capacity_of_the_step():
     assert float(loss) == pytest.approx(float((recon + 1000.0 * (kl - 10.0).abs()).mean()), rel=1e-5)
     with pytest.raises(ConfigError, match="model.capacity"):
         resolve_config("vae", overrides=["model.capacity=-1"])
+
+
+@pytest.mark.parametrize("setting, extra", [("model.scale", ["--set", "model.likelihood=gaussian"]),
+                                            ("model.scale", ["--set", "model.likelihood=gaussian",
+                                                             "--set", "model.learn_scale=true"])])
+def test_a_setting_read_when_the_model_is_built_is_refused_before_the_run_folder(tmp_path, capsys, setting, extra):
+    """A likelihood's scale is built into the model (fixed: a buffer; learned: its initial value): a schedule
+    of it would keep its first value silently, so the run is refused, by name, before anything is written."""
+    schedule = '{schedule = "linear", start = 0.5, end = 0.1, steps = 10}'
+    args = ["train", "vae", "--data", "digits", "--set", f"{setting}={schedule}", *extra, "--steps", "2",
+            "--quiet", "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "model.scale is read when the model is built" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    # a loss weight is not: the same check lets it through
+    from vaekit.models.registry import refuse_built_schedules
+    cfg = resolve_config("vae", overrides=[f"model.beta={schedule}"])
+    refuse_built_schedules("vae", cfg.model, (1, 8, 8))

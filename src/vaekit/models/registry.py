@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..config import from_dict
 from ..errors import ConfigError
-from ..schedules import Scheduled
+from ..schedules import Scheduled, at_step, scheduled_fields
 from .base import DataFacts, GenerativeModel
 from .dip_vae import DIPVAE, DIPVAEConfig, dip_vae_ii_preset
 from .draw import DRAW, DRAWGAN, DRAWConfig, DRAWGANConfig
@@ -111,6 +113,35 @@ def model_config(name: str, overrides: dict | None = None):
 
 def build_model(name: str, config, image_shape) -> GenerativeModel:
     return get_entry(name).model_class.build(config, tuple(image_shape), CATALOGUE)
+
+
+def _tensors(model) -> dict:
+    """Every parameter and buffer, the non-persistent ones too (a fixed likelihood scale)."""
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def refuse_built_schedules(name: str, config, image_shape) -> None:
+    """A schedule applies to a setting the model reads at every step (a loss weight); one it reads when it is
+    built (a likelihood's initial scale, a network's size) would keep its first value silently. Such a setting
+    is found by building the model at the schedule's start and at its end from one seed: their weights differ."""
+    fields = scheduled_fields(config)
+    if not fields:
+        return
+    first = at_step(config, 0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        reference = _tensors(build_model(name, first, image_shape))
+        for field, schedule in fields.items():
+            torch.manual_seed(0)
+            try:
+                built = _tensors(build_model(name, dataclasses.replace(first, **{field: schedule.end}), image_shape))
+            except ConfigError:
+                built = {}
+            differing = [k for k in reference if k not in built or built[k].shape != reference[k].shape
+                         or not torch.equal(built[k], reference[k])] or list(set(built) - set(reference))
+            if differing:
+                raise ConfigError(f"model.{field} is read when the model is built (it sets {differing[0]}), so it "
+                                  "cannot follow a schedule; give it one value")
 
 
 def settings_from_data(name: str, config, facts: DataFacts):

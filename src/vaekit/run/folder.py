@@ -39,6 +39,7 @@ from ..metrics import (dataset_mean_image, evaluate_disentanglement, evaluate_kl
                       evaluate_samples)
 from ..metrics.likelihood import IMAGES_PER_CALL
 from ..models import GenerativeModel, build_model
+from ..models.registry import refuse_built_schedules
 from ..train import RunLock, Trainer, latest_checkpoint
 from ..files import write_json_atomic, write_text_atomic
 from ..layout import channels_last_while
@@ -231,6 +232,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
     write_tensorboard = tensorboard_wanted(cfg.train.tensorboard)  # refused before the folder exists
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed too
     model = build_model(cfg.model_name, cfg.model, train_data.image_shape)
+    refuse_built_schedules(cfg.model_name, cfg.model, train_data.image_shape)
     if kept is not None and not model.capabilities.semi_supervised:
         raise ConfigError(f"data.labelled applies to semi-supervised models (m2, ssl_vaegan); {cfg.model_name} "
                           "learns from labelled images only or from none; drop data.labelled")
