@@ -25,7 +25,7 @@ def test_linear_cosine_and_cyclical_values():
 
 
 @pytest.mark.parametrize("table, message", [
-    ({"schedule": "step", "start": 0, "end": 1, "steps": 5}, "must be one of"),
+    ({"schedule": "exponential", "start": 0, "end": 1, "steps": 5}, "must be one of"),
     ({"schedule": "linear", "start": 0, "end": 1}, "needs steps"),
     ({"schedule": "linear", "start": 0, "end": 1, "steps": 0}, "integer >= 1"),
     ({"schedule": "linear", "start": 0, "end": math.inf, "steps": 5}, "finite number"),
@@ -137,3 +137,82 @@ def test_a_setting_read_when_the_model_is_built_is_refused_before_the_run_folder
     from vaekit.models.registry import refuse_built_schedules
     cfg = resolve_config("vae", overrides=[f"model.beta={schedule}"])
     refuse_built_schedules("vae", cfg.model, (1, 8, 8))
+
+
+def test_step_decay_and_a_groups_own_schedule_reach_their_optimisers():
+    """`step`: start times factor every `steps` steps, never past end. A group_lr table schedules that group
+    alone: the VAE-GAN's discriminator decays by steps while its encoder and decoder keep train.lr."""
+    import torch
+
+    from vaekit.data import load_dataset
+    from vaekit.models import build_model
+    from vaekit.train import Trainer
+
+    step = Scheduled.from_table({"schedule": "step", "start": 1e-2, "end": 2e-4, "steps": 3, "factor": 0.1}, "lr")
+    assert [step.at(s) for s in (0, 2, 3, 5, 6, 9, 30)] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 2e-4, 2e-4, 2e-4])
+    with pytest.raises(ConfigError, match="factor must be > 0 and not 1"):
+        Scheduled.from_table({"schedule": "step", "start": 1, "end": 0, "steps": 3, "factor": 1}, "lr")
+    with pytest.raises(ConfigError, match="has no 'factor'"):
+        Scheduled.from_table({"schedule": "linear", "start": 1, "end": 0, "steps": 3, "factor": 0.5}, "lr")
+    table = '{"loss/discriminator" = {schedule = "step", start = 0.01, end = 0.0002, steps = 3, factor = 0.1}}'
+    cfg = resolve_config("vaegan", overrides=[f"train.group_lr={table}", "train.lr=0.005", "train.batch_size=8",
+                                              "train.log_every=1", "train.eval_every=0", "train.steps=7",
+                                              "model.latent_dim=4", "model.base_channels=4", "model.max_channels=8",
+                                              "model.discriminator_channels=4"])
+    assert cfg.train.group_lr["loss/discriminator"].to_table()["factor"] == 0.1
+    data = load_dataset("digits", "train")
+    trainer = Trainer(build_model("vaegan", cfg.model, data.image_shape), data, cfg.train, None, progress=False)
+    seen, train_step = [], trainer.train_step
+
+    def recording_step(batch):
+        out = train_step(batch)
+        seen.append((trainer.optimizers["loss/discriminator"].param_groups[0]["lr"],
+                     trainer.optimizers["loss/encoder"].param_groups[0]["lr"],
+                     float(out["schedule/lr/loss/discriminator"])))
+        return out
+
+    trainer.train_step = recording_step
+    trainer.fit()
+    assert seen == [(pytest.approx(step.at(s)), 0.005, pytest.approx(step.at(s))) for s in range(7)]
+
+
+def test_the_rate_falls_on_a_plateau_of_the_quick_evaluations_and_resume_keeps_it(tmp_path):
+    """train.lr_plateau: `patience` quick evaluations in a row without a better metric multiply every group's
+    rate by `factor`; the state (best, waited, factor) is in the checkpoint, so a resumed run goes on alike."""
+    from vaekit.data import load_dataset
+    from vaekit.models import build_model
+    from vaekit.train import Trainer
+
+    plateau = '{metric = "test/loss", factor = 0.5, patience = 2}'
+    overrides = [f"train.lr_plateau={plateau}", "train.lr=0.004", "train.batch_size=8", "train.log_every=1",
+                 "train.eval_every=1", "train.checkpoint_every=4", "model.latent_dim=4", "model.base_channels=4",
+                 "model.max_channels=8"]
+    losses = iter([5.0, 4.0, 4.5, 4.2, 3.0, 3.5, 3.2, 3.1, 9.0, 9.0])  # test/loss after steps 1, 2, ...
+
+    def run(steps, resume=False):
+        cfg = resolve_config("vae", overrides=[*overrides, f"train.steps={steps}"])
+        data = load_dataset("digits", "train")
+        trainer = Trainer(build_model("vae", cfg.model, data.image_shape), data, cfg.train, tmp_path / "run",
+                          evaluate=lambda m, step: {"test/loss": next(losses)}, progress=False)
+        if resume:
+            trainer.resume()
+        seen, train_step = [], trainer.train_step
+        trainer.train_step = lambda batch: (out := train_step(batch), seen.append(
+            trainer.optimizers["loss"].param_groups[0]["lr"]))[0]
+        trainer.fit()
+        return trainer, seen
+
+    trainer, seen = run(8)
+    # evaluations after steps 1..7: 5, 4 (best), 4.5, 4.2 (2nd without: x0.5), 3 (best), 3.5, 3.2 (x0.5 again)
+    assert seen == pytest.approx([0.004, 0.004, 0.004, 0.004, 0.002, 0.002, 0.002, 0.001])
+    assert trainer.plateau == {"best": 3.0, "waited": 0, "scale": 0.25}
+    with pytest.raises(ConfigError, match="lr_plateau.factor"):
+        resolve_config("vae", overrides=["train.lr_plateau={factor = 2.0}"])
+    with pytest.raises(ConfigError, match="eval_every > 0"):
+        resolve_config("vae", overrides=["train.lr_plateau={patience = 2}", "train.eval_every=0"])
+
+    losses = iter([3.1, 9.0, 9.0])  # steps 5.. again from the checkpoint of step 4 (best 4.0, factor 0.5 there)
+    import shutil
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-00000008", ignore_errors=True)
+    again, seen_again = run(8, resume=True)
+    assert again.step == 8 and seen_again == pytest.approx(seen[4:])

@@ -66,6 +66,11 @@ class DataConfig:
 
 # what train.keep_best may judge by, and whether higher is better
 KEEP_BEST = {"test/elbo": True, "test/ssim": True, "test/psnr": True, "test/loss": False, "test/mse": False}
+PLATEAU_DEFAULTS = {"metric": "test/elbo", "factor": 0.5, "patience": 3, "min_lr": 0.0}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,8 @@ class TrainConfig:
     epochs: float | None = None  # if set, overrides steps: epochs * (train images // batch_size)
     batch_size: int = 128
     lr: float = 1e-3  # Adam
-    group_lr: dict = field(default_factory=dict)  # per parameter group, e.g. {"loss/discriminator" = 2e-4}
+    group_lr: dict = field(default_factory=dict)  # per parameter group, e.g. {"loss/discriminator" = 2e-4}, a
+    #   number or a schedule table
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max global L2 norm per parameter group; None = off
@@ -86,6 +92,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     keep_best: str = ""  # a metric of the quick evaluations (KEEP_BEST): RUN/best holds the model at its best one
+    lr_plateau: dict = field(default_factory=dict)  # {metric = "test/elbo", factor = 0.5, patience = 3, min_lr = 0}:
+    #   every group's rate times factor after `patience` quick evaluations without a better metric; {} = off
     tensorboard: bool | str = "auto"  # RUN/tensorboard/ event files; auto = when the tensorboard package is installed
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto; bit-identical resume is promised on CPU
     precision: str = "auto"  # auto | fp32 | bf16: networks under bfloat16 autocast while training; the maths
@@ -130,7 +138,30 @@ class TrainConfig:
                      "train.keep_best needs quick evaluations to choose among: set train.eval_every > 0")
         _fail_unless(self.explode_factor == 0 or self.explode_factor > 1,
                      f"train.explode_factor must be 0 (off) or > 1, got {self.explode_factor}")
+        if self.lr_plateau:
+            unknown = sorted(set(self.lr_plateau) - set(PLATEAU_DEFAULTS))
+            _fail_unless(not unknown, f"train.lr_plateau has no {unknown[0]!r}; it takes "
+                         f"{', '.join(PLATEAU_DEFAULTS)}" if unknown else "")
+            plateau = {**PLATEAU_DEFAULTS, **self.lr_plateau}
+            object.__setattr__(self, "lr_plateau", plateau)
+            _fail_unless(plateau["metric"] in KEEP_BEST, f"train.lr_plateau.metric must be one of "
+                         f"{', '.join(KEEP_BEST)}, got {plateau['metric']!r}")
+            _fail_unless(_is_number(plateau["factor"]) and 0 < plateau["factor"] < 1,
+                         f"train.lr_plateau.factor must lie in (0, 1), got {plateau['factor']!r}")
+            _fail_unless(isinstance(plateau["patience"], int) and not isinstance(plateau["patience"], bool)
+                         and plateau["patience"] >= 1, f"train.lr_plateau.patience must be an integer >= 1, "
+                         f"got {plateau['patience']!r}")
+            _fail_unless(_is_number(plateau["min_lr"]) and plateau["min_lr"] >= 0,
+                         f"train.lr_plateau.min_lr must be a number >= 0, got {plateau['min_lr']!r}")
+            _fail_unless(self.eval_every > 0, "train.lr_plateau follows the quick evaluations: set train.eval_every > 0")
+        # a group's rate may be a schedule of its own (a table, as train.lr's)
+        object.__setattr__(self, "group_lr", {
+            key: Scheduled.from_table(value, f"train.group_lr[{key!r}]") if isinstance(value, dict) else value
+            for key, value in self.group_lr.items()})
         for key, value in self.group_lr.items():
+            if isinstance(value, Scheduled):
+                _fail_unless(value.end > 0 and value.start > 0,
+                             f"train.group_lr[{key!r}]: a rate's schedule must start and end above 0")
             _fail_unless(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                          and value > 0, f"train.group_lr[{key!r}] must be a finite number > 0, got {value!r}")
         # the data order is seeded by seed * 1_000_003 + epoch (train/trainer.py), which must stay 64-bit

@@ -199,6 +199,15 @@ def agree(error: VaekitError | None) -> None:
         raise told
 
 
+def from_main(value: float) -> float:
+    """Rank 0's number on every rank (itself without a process group)."""
+    if not dist.is_initialized():
+        return value
+    buffer = torch.tensor([value], dtype=torch.float64)
+    _collective(dist.broadcast, buffer, 0)
+    return float(buffer[0])
+
+
 def barrier() -> None:
     if dist.is_initialized():
         _collective(dist.barrier)

@@ -8,6 +8,8 @@ given as a table in the TOML or `--set`, e.g. KL warm-up
 - cyclical: Fu et al. 2019 (NAACL), "Cyclical annealing schedule": `cycles` cycles of `steps` steps, each
             rising linearly from start to end over its first `ratio` and holding end for the rest; end
             after the last cycle
+- step:     start multiplied by `factor` (default 0.1) every `steps` steps, never past end (a learning
+            rate's step decay)
 
 Any of them may begin with `warmup` steps rising linearly from 0 to start (a learning rate's warm-up:
 `train.lr = {schedule = "cosine", start = 1e-3, end = 1e-5, steps = 20000, warmup = 500}`).
@@ -25,8 +27,9 @@ import math
 
 from .errors import ConfigError
 
-KINDS = ("linear", "cosine", "cyclical")
-_DEFAULTS = {"ratio": 0.5, "cycles": 4}
+KINDS = ("linear", "cosine", "cyclical", "step")
+_DEFAULTS = {"ratio": 0.5, "cycles": 4, "factor": 0.1}
+_OWN = {"cyclical": {"ratio", "cycles"}, "step": {"factor"}}  # the settings only one kind takes
 
 
 class Scheduled(float):
@@ -34,16 +37,19 @@ class Scheduled(float):
     (what the config's own checks judge, with its end; a warm-up's 0 is the schedule's own)."""
 
     def __new__(cls, kind: str, start: float, end: float, steps: int, ratio: float = 0.5, cycles: int = 4,
-                warmup: int = 0):
+                warmup: int = 0, factor: float = 0.1):
         self = super().__new__(cls, start)
         self.kind, self.start, self.end, self.steps, self.ratio, self.cycles = kind, start, end, steps, ratio, cycles
-        self.warmup = warmup
+        self.warmup, self.factor = warmup, factor
         return self
 
     def at(self, step: int) -> float:
         if step < self.warmup:
             return self.start * step / self.warmup
         step -= self.warmup
+        if self.kind == "step":
+            value = self.start * self.factor ** (step // self.steps)
+            return max(value, self.end) if self.factor < 1 else min(value, self.end)
         if self.kind == "cyclical":
             if step >= self.cycles * self.steps:
                 return self.end
@@ -58,6 +64,8 @@ class Scheduled(float):
         table = {"schedule": self.kind, "start": self.start, "end": self.end, "steps": self.steps}
         if self.kind == "cyclical":
             table.update(ratio=self.ratio, cycles=self.cycles)
+        if self.kind == "step":
+            table["factor"] = self.factor
         if self.warmup:
             table["warmup"] = self.warmup
         return table
@@ -66,14 +74,15 @@ class Scheduled(float):
         return f"Scheduled({self.to_table()})"
 
     def __reduce__(self):
-        return (Scheduled, (self.kind, self.start, self.end, self.steps, self.ratio, self.cycles, self.warmup))
+        return (Scheduled, (self.kind, self.start, self.end, self.steps, self.ratio, self.cycles, self.warmup,
+                            self.factor))
 
     @classmethod
     def from_table(cls, table: dict, where: str) -> "Scheduled":
         kind = table.get("schedule")
         if kind not in KINDS:
             raise ConfigError(f"{where}: schedule must be one of {', '.join(KINDS)}, got {kind!r}")
-        allowed = {"schedule", "start", "end", "steps", "warmup"} | (set(_DEFAULTS) if kind == "cyclical" else set())
+        allowed = {"schedule", "start", "end", "steps", "warmup"} | _OWN.get(kind, set())
         unknown = sorted(set(table) - allowed)
         if unknown:
             raise ConfigError(f"{where}: a {kind} schedule has no {unknown[0]!r}; it takes {', '.join(sorted(allowed))}")
@@ -82,7 +91,7 @@ class Scheduled(float):
             raise ConfigError(f"{where}: a schedule needs {', '.join(missing)} (e.g. {{schedule = \"linear\", "
                               "start = 0, end = 1, steps = 5000}})")
         numbers = {}
-        for k in ("start", "end", "ratio"):
+        for k in ("start", "end", "ratio", "factor"):
             v = table.get(k, _DEFAULTS.get(k))
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"{where}: the schedule's {k} must be a finite number, got {v!r}")
@@ -94,8 +103,10 @@ class Scheduled(float):
             numbers[k] = v
         if not 0 < numbers["ratio"] <= 1:
             raise ConfigError(f"{where}: the schedule's ratio must be in (0, 1], got {numbers['ratio']}")
+        if not numbers["factor"] > 0 or numbers["factor"] == 1:
+            raise ConfigError(f"{where}: the schedule's factor must be > 0 and not 1, got {numbers['factor']}")
         return cls(kind, numbers["start"], numbers["end"], numbers["steps"], numbers["ratio"], numbers["cycles"],
-                   numbers["warmup"])
+                   numbers["warmup"], numbers["factor"])
 
 
 def scheduled_fields(config) -> dict[str, Scheduled]:

@@ -177,8 +177,9 @@ class Trainer:
             for name, params in self.groups.items()
         }
         # a scheduled train.lr: the groups without a group_lr of their own take its value at every step
-        self.lr_schedules = {name: config.lr for name in self.groups
-                             if name not in config.group_lr and isinstance(config.lr, Scheduled)}
+        # and a group whose group_lr is a schedule takes that
+        self.lr_schedules = {name: config.group_lr.get(name, config.lr) for name in self.groups
+                             if isinstance(config.group_lr.get(name, config.lr), Scheduled)}
         self._levels: dict[str, tuple[float, int]] = {}  # (running mean |loss|, count) per optimised total
         labelled = labelled_positions(train_data.labels)  # None unless some images lack their label
         if labelled is None:
@@ -192,6 +193,8 @@ class Trainer:
         self.last_checkpoint_step: int | None = None
         self.train_seconds = 0.0  # of this session's fit
         self._best: float | None = None  # the best quick evaluation so far by train.keep_best
+        # train.lr_plateau: the best metric so far, evaluations since it, the factor on every group's rate
+        self.plateau = {"best": None, "waited": 0, "scale": 1.0}
         self.callbacks: dict[str, list] = {event: [] for event in EVENTS}
 
     # --- callbacks (minGPT's): what a run does around the loop, which knows nothing of it ----------
@@ -244,6 +247,8 @@ class Trainer:
         for name, lr in self.lr_schedules.items():
             for group in self.optimizers[name].param_groups:
                 group["lr"] = lr.at(self.step)
+        if self.config.lr_plateau:
+            self._apply_plateau()
         for phase_index, phase in enumerate(self.phases):
             with autocast(self.device, self.precision):  # the forward pass only; backward follows the dtypes it recorded
                 terms = (self._compiled_loss or self.model.loss)(batch, self.step, phase_index)
@@ -270,8 +275,11 @@ class Trainer:
                 logged.update({k: v.detach() for k, v in shared.items() if k in phase})
         for name in self.scheduled:  # the value this step used
             logged[f"schedule/{name}"] = torch.tensor(float(getattr(self.model.config, name)), device=self.device)
-        if self.lr_schedules:
-            logged["schedule/lr"] = torch.tensor(self.config.lr.at(self.step), device=self.device)
+        if self.config.lr_plateau:
+            logged["schedule/lr_plateau"] = torch.tensor(self.plateau["scale"], device=self.device)
+        for name, lr in self.lr_schedules.items():  # train.lr's value, or a group's own
+            key = f"schedule/lr/{name}" if name in self.config.group_lr else "schedule/lr"
+            logged[key] = torch.tensor(lr.at(self.step), device=self.device)
         return logged
 
     def _check_finite(self, terms: dict[str, Tensor]) -> None:
@@ -336,6 +344,8 @@ class Trainer:
         if ckpt is not None:
             state = load_checkpoint(ckpt, self.model, self.optimizers)
             self.step = self.last_checkpoint_step = int(state["step"])
+            if self.config.lr_plateau and "lr_plateau" in state:
+                self.plateau = dict(state["lr_plateau"])
         best = read_best(self.run_dir) if self.run_dir is not None else None
         if best is not None and best.get("metric") == self.config.keep_best and best.get("step", 1 << 62) <= self.step:
             self._best = float(best["value"])  # a best from after the checkpoint is found again on the way
@@ -352,6 +362,7 @@ class Trainer:
             return
         if self.writes:
             save_checkpoint(self.run_dir, self.step, self.model, self.optimizers,
+                            extra={"lr_plateau": dict(self.plateau)} if self.config.lr_plateau else None,
                             keep=self.config.keep_checkpoints)
         self.last_checkpoint_step = self.step  # on every rank: their messages name the same checkpoint
 
@@ -364,8 +375,36 @@ class Trainer:
         if self.run_dir is not None:
             _append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **result})
             self._keep_if_best(result)
+        self._follow_plateau(result)
         self.notify("on_evaluation", {"step": self.step, **result})
         return result
+
+    def _rate(self, name: str) -> float:
+        """Group `name`'s rate before the plateau's factor: its schedule's value at this step, or its number."""
+        lr = self.lr_schedules.get(name, self.config.group_lr.get(name, self.config.lr))
+        return lr.at(self.step) if isinstance(lr, Scheduled) else float(lr)
+
+    def _apply_plateau(self) -> None:
+        floor = self.config.lr_plateau["min_lr"]
+        for name, optimizer in self.optimizers.items():
+            rate = self._rate(name)
+            for group in optimizer.param_groups:
+                group["lr"] = max(rate * self.plateau["scale"], min(floor, rate))
+
+    def _follow_plateau(self, result: dict) -> None:
+        """After a quick evaluation (rank 0's): one more without a better metric, or a new best; `patience`
+        of them in a row multiply every group's rate by `factor` (ReduceLROnPlateau's rule)."""
+        p = self.config.lr_plateau
+        if not p or p["metric"] not in result:
+            return
+        value, higher, state = float(result[p["metric"]]), KEEP_BEST[p["metric"]], self.plateau
+        if state["best"] is None or (value > state["best"] if higher else value < state["best"]):
+            state["best"], state["waited"] = value, 0
+            return
+        state["waited"] += 1
+        if state["waited"] >= p["patience"]:
+            state["scale"] *= p["factor"]
+            state["waited"] = 0
 
     def _keep_if_best(self, result: dict) -> None:
         key = self.config.keep_best
@@ -418,6 +457,8 @@ class Trainer:
             t_pause = time.perf_counter()  # evaluation and checkpoints do not count towards images/s
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
                 result = self.run_evaluation()
+                if cfg.lr_plateau:  # rank 0 followed the evaluation; every rank takes its factor
+                    self.plateau["scale"] = distributed.from_main(self.plateau["scale"])
                 if result:
                     progress.message(f"eval @ {self.step}: " + ", ".join(
                         f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, (int, float)) and math.isfinite(v)))
