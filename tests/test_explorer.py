@@ -160,6 +160,9 @@ def test_the_api_answers_for_every_family(server):
     assert len(r["frames"]) == 3 and len(r["reads"]) == 3 and r["writes"][0] is not None
     status, data = request(server, "GET", "/api/run/4/file/report.html")
     assert status == 200 and b"<html" in data
+    assert "latent_map.png" in by["vae"]["files"] and "latent_map.png" not in by["draw"]["files"]
+    status, data = request(server, "GET", f"/api/run/{by['vae']['id']}/file/latent_map.png")
+    assert status == 200 and data.startswith(b"\x89PNG")
 
 
 # --- compare and report.html --------------------------------------------------------------------

@@ -29,7 +29,7 @@ MAX_VALUE = 10.0  # a slider's reach, in prior standard deviations
 SLIDER_DIMS = 8  # the most used dimensions the page offers sliders for
 KL_IMAGES = 500  # test images whose posteriors order the dimensions
 # the run-folder files the page may show (nothing else of the folder, and nothing outside it, is served)
-RUN_FILES = ("loss_curves.png", "training_curves.png", "report.html")
+RUN_FILES = ("loss_curves.png", "training_curves.png", "latent_map.png", "report.html")
 
 
 class RequestError(Exception):

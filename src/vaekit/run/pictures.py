@@ -93,8 +93,9 @@ LATENT_MAP_IMAGES = 500  # t-SNE's time grows with them: a few seconds at the en
 
 @torch.no_grad()
 def draw_latent_map(path: Path, model: GenerativeModel, test_data, seed: int) -> None:
-    """The posterior means of a fixed uniform sample of up to 500 test images in 2-D, by PCA and by t-SNE
-    (scikit-learn), coloured by their label (dSprites: their shape) where the data has one."""
+    """The codes (`latent_code`: posterior means, or a deterministic encoder's codes) of a fixed uniform
+    sample of up to 500 test images in 2-D, by PCA and by t-SNE (scikit-learn), coloured by their label
+    (dSprites: their shape) where the data has one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,7 +112,7 @@ def draw_latent_map(path: Path, model: GenerativeModel, test_data, seed: int) ->
             part = idx[start:start + 250]
             x = test_data.batch(part).to(model.device)
             labels = test_data.labels[part].to(model.device) if test_data.labels is not None else None
-            codes.append(model.encode(x, model.side_information(Batch(x, labels))).mu.flatten(1).float().cpu())
+            codes.append(model.latent_code(x, model.side_information(Batch(x, labels))).flatten(1).float().cpu())
     codes = torch.cat(codes).numpy()
     colour = (test_data.labels[idx].numpy() if test_data.labels is not None else
               test_data.factors_of(idx)[:, 0].numpy() if hasattr(test_data, "factors_of") else None)
@@ -124,7 +125,8 @@ def draw_latent_map(path: Path, model: GenerativeModel, test_data, seed: int) ->
             ax.set_axis_off()
             continue
         points = ax.scatter(xy[:, 0], xy[:, 1], c=colour, s=5, cmap="tab10", alpha=0.8)
-        ax.set_title(f"{name} of {len(idx)} test codes (posterior means)", fontsize=9)
+        what = "posterior means" if model.capabilities.factorised else "the encoder's codes"
+        ax.set_title(f"{name} of {len(idx)} test codes ({what})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     if colour is not None:
@@ -158,6 +160,7 @@ def draw_run_pictures(out: Path, model: GenerativeModel, test_data, cfg: RunConf
             save_grid(out / "traversals.png", grid, nrow=9)
             rows = grid.reshape(-1, 9, *grid.shape[1:])  # one row per dimension
             save_animation(out / "traversals.gif", [rows[:, j] for j in range(9)], nrow=len(rows))
+        if caps.posterior != "sequential":  # one code per image (DRAW's are one per glimpse)
             draw_latent_map(out / "latent_map.png", model, test_data, cfg.train.seed)
         draw_conditional_pictures(out, model, test_data, cfg.train.seed)
         if caps.output == "canvas":  # DRAW: the canvas over time, 4 reconstructions and 4 samples

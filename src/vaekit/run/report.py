@@ -146,7 +146,8 @@ def picture_sections(out: Path) -> list[Section]:
                                   "standard deviations around the first test image's code):"),
         Picture("traversals.png", "traversals"),
         Text("Animated: every dimension swept together, forth and back:"), Picture("traversals.gif", "traversals"))
-    add("Latent map", Text("The posterior means of up to 500 test images in 2-D, by PCA and by t-SNE, coloured by "
+    add("Latent map", Text("The codes (posterior means, or a deterministic encoder's codes) of up to 500 test images in "
+                           "2-D, by PCA and by t-SNE, coloured by "
                            "label where the data has one:"), Picture("latent_map.png", "latent map"))
     add("Model-specific curves", Picture("training_curves.png", "training curves"))
     for stem, caption in model_pictures(out):  # the model's own (`GenerativeModel.extra_pictures`)
