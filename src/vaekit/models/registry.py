@@ -16,6 +16,7 @@ from .dip_vae import DIPVAE, DIPVAEConfig, dip_vae_ii_preset
 from .draw import DRAW, DRAWGAN, DRAWConfig, DRAWGANConfig
 from .factor_vae import FactorVAE, FactorVAEConfig
 from .introvae import IntroVAE, IntroVAEConfig
+from .soft_introvae import SoftIntroVAE, SoftIntroVAEConfig
 from .iwae import IWAE, IWAEConfig
 from .m2 import M2, M2Config
 from .ssl_vaegan import SSLVAEGAN, SSLVAEGANConfig
@@ -72,6 +73,8 @@ register("introvae", IntroVAE, IntroVAEConfig(),
 register("introvae_64", IntroVAE, IntroVAEConfig(beta=2.0, pretrain_epochs=0.1),
          "IntroVAE for 64x64 images: beta scaled to 2 (beta * pixels as at 28x28), m = 35, 0.1 epoch of VAE "
          "pre-training (alpha = 0) first; settings tested on 64x64")
+# the authors' MNIST / Fashion-MNIST settings: beta_rec = beta_kl = 1, beta_neg = 256, z of 32, lr 2e-4, batch 128
+register("soft_introvae", SoftIntroVAE, SoftIntroVAEConfig(), train={"lr": 2e-4, "batch_size": 128})
 register("vaegan", VAEGAN, VAEGANConfig())
 # the VAE/GAN survey's sec. 4.3 networks (DCGAN-like strided convolutions, latent 50), scaled to the image size by
 # the conv encoder/decoder; its learning rates: 1e-3 for VAEs, 1e-4 with a GAN (sec. 4).
