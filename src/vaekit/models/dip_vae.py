@@ -61,11 +61,7 @@ class DIPVAE(VAE):
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         c = self.config
-        q = self.encode(batch.x)
-        z = q.sample()  # (B, D)
-        params = self.raw_decode(z)
-        recon = -self.likelihood.log_prob(params, batch.x)  # (B,)
-        kl = q.kl(self.prior(None, len(z)))  # (B,)
+        q, z, params, recon, kl = self.elbo_pass(batch.x)  # (B,) each of recon and kl
         parts = dip_penalty(q.mu, q.logvar, c.dip_type, c.lambda_od, c.lambda_d)
         terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean(),
                  "dip/offdiag": parts["offdiag"], "dip/diag": parts["diag"],

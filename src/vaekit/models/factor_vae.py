@@ -75,11 +75,7 @@ class FactorVAE(VAE):
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         c = self.config
-        q = self.encode(batch.x)
-        z = q.sample()  # (B, D)
-        params = self.raw_decode(z)
-        recon = -self.likelihood.log_prob(params, batch.x)  # (B,)
-        kl = q.kl(self.prior(None, len(z)))  # (B,)
+        q, z, params, recon, kl = self.elbo_pass(batch.x)  # (B,) each of recon and kl
         logits = full_precision(self.discriminator(z))  # (B, 2)
         tc = logits[:, 0] - logits[:, 1]  # (B,) log D(z) / (1 - D(z))
         terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean(), "tc": tc.mean(),

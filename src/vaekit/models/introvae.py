@@ -47,7 +47,40 @@ UPDATES = ("alternating", "simultaneous")
 
 
 @dataclass(frozen=True)
-class IntroVAEConfig(NetworkConfig):
+class PretrainingConfig:
+    """Epochs trained as a plain VAE before an introspective game starts (IntroVAE's sec. 3.3, Soft-IntroVAE's
+    `num_vae`), counted in steps once the run knows an epoch's."""
+
+    pretrain_epochs: float = 0.0  # epochs trained as a plain VAE first; the IntroVAE paper suggests 1-2
+    steps_per_epoch: int = field(default=0, metadata=applies_when(lambda c: c.pretrain_epochs > 0,
+                                                                  "model.pretrain_epochs > 0"))
+    #   set by the run from the data and train.batch_size
+
+    def check_pretraining(self) -> None:
+        if self.pretrain_epochs < 0 or self.steps_per_epoch < 0:
+            raise ConfigError("model.pretrain_epochs and model.steps_per_epoch must be >= 0")
+
+    @property
+    def pretrain_steps(self) -> int:
+        return round(self.pretrain_epochs * self.steps_per_epoch)
+
+    def pretraining(self, step: int) -> bool:
+        """Whether `step` is one of the plain-VAE steps."""
+        if self.pretrain_epochs > 0 and self.steps_per_epoch == 0:
+            raise ConfigError("model.steps_per_epoch must be set for model.pretrain_epochs "
+                              "(a run sets it from the data and train.batch_size)")
+        return step < self.pretrain_steps
+
+
+def pretraining_from_data(config, facts):
+    """`config` (a PretrainingConfig) with the steps of an epoch filled in from the data."""
+    if config.pretrain_epochs > 0 and config.steps_per_epoch == 0:
+        return dataclasses.replace(config, steps_per_epoch=facts.steps_per_epoch)
+    return config
+
+
+@dataclass(frozen=True)
+class IntroVAEConfig(NetworkConfig, PretrainingConfig):
     alpha: float = 0.25  # weight of the adversarial terms (eq. 11-12); the paper uses 0.25 at every size
     beta: float = 10.0  # weight of L_AE; larger beta -> sharper reconstructions, needs a larger m (app. D).
     #                     L_AE is summed over pixels: keep beta * pixels roughly constant across sizes
@@ -57,10 +90,6 @@ class IntroVAEConfig(NetworkConfig):
     #                       pre-trained VAE's KL(real) (app. D; ~29 nats for beta 10 on 28x28
     #                       Fashion-MNIST); the run's report prints that KL
     hinge: str = "batch"  # batch: [m - mean KL]^+ (eq. 11) | sample: mean [m - KL_i]^+
-    pretrain_epochs: float = 0.0  # epochs trained as a plain VAE (alpha = 0) first; the paper suggests 1-2
-    steps_per_epoch: int = field(default=0, metadata=applies_when(lambda c: c.pretrain_epochs > 0,
-                                                                  "model.pretrain_epochs > 0"))
-    #   set by the run from the data and train.batch_size
     update: str = "alternating"  # alternating: Algorithm 1 | simultaneous: both gradients, then both steps
     # the networks (NetworkConfig), with appendix B's residual network as the default:
     architecture: str = "resnet"  # resnet: appendix B (res-blocks, avg-pool / upsample) | conv | mlp
@@ -76,12 +105,7 @@ class IntroVAEConfig(NetworkConfig):
             raise ConfigError(f"model.hinge must be one of {', '.join(HINGES)}, got {self.hinge!r}")
         if self.update not in UPDATES:
             raise ConfigError(f"model.update must be one of {', '.join(UPDATES)}, got {self.update!r}")
-        if self.pretrain_epochs < 0 or self.steps_per_epoch < 0:
-            raise ConfigError("model.pretrain_epochs and model.steps_per_epoch must be >= 0")
-
-    @property
-    def pretrain_steps(self) -> int:
-        return round(self.pretrain_epochs * self.steps_per_epoch)
+        self.check_pretraining()
 
 
 class IntroVAE(GaussianAutoencoder):
@@ -91,9 +115,7 @@ class IntroVAE(GaussianAutoencoder):
 
     @classmethod
     def settings_from_data(cls, config: IntroVAEConfig, facts):
-        if config.pretrain_epochs > 0 and config.steps_per_epoch == 0:
-            return dataclasses.replace(config, steps_per_epoch=facts.steps_per_epoch)
-        return config
+        return pretraining_from_data(config, facts)
 
     # --- optimisation -------------------------------------------------------------------
     def optim_groups(self):
@@ -106,11 +128,7 @@ class IntroVAE(GaussianAutoencoder):
 
     def adversarial_weight(self, step: int) -> float:
         """alpha, or 0 while pre-training as a plain VAE."""
-        c = self.config
-        if c.pretrain_epochs > 0 and c.steps_per_epoch == 0:
-            raise ConfigError("model.steps_per_epoch must be set for model.pretrain_epochs "
-                              "(a run sets it from the data and train.batch_size)")
-        return 0.0 if step < c.pretrain_steps else c.alpha
+        return 0.0 if self.config.pretraining(step) else self.config.alpha
 
     def _kl_generated(self, x: Tensor) -> Tensor:
         """L_REG per image (eq. 9) of generated images, (B,): batch norm uses their batch's statistics

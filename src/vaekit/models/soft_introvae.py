@@ -19,31 +19,26 @@ encoder's and the decoder's steps each draw their own pass, where the authors st
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..config import applies_when
 from ..errors import ConfigError
 from ..nn.batchnorm import running_stats_frozen
 from ..nn.config import NetworkConfig
 from ..objectives.image_losses import l2_loss
 from .autoencoder import GaussianAutoencoder
 from .base import Batch
+from .introvae import PretrainingConfig, pretraining_from_data
 
 
 @dataclass(frozen=True)
-class SoftIntroVAEConfig(NetworkConfig):
+class SoftIntroVAEConfig(NetworkConfig, PretrainingConfig):
     beta_rec: float = 1.0  # weight of the reconstruction terms
     beta_kl: float = 1.0  # weight of the real images' KL (and the decoder's KL of generated images)
     beta_neg: float = 256.0  # weight of the generated images' KL in their soft ELBO (the authors' MNIST choice)
     gamma_r: float = 1e-8  # weight of the generated images' reconstruction in the decoder's loss
-    pretrain_epochs: float = 0.0  # epochs trained as a plain VAE first
-    steps_per_epoch: int = field(default=0, metadata=applies_when(lambda c: c.pretrain_epochs > 0,
-                                                                  "model.pretrain_epochs > 0"))
-    #   set by the run from the data and train.batch_size
     latent_dim: int = 32  # the authors' MNIST / Fashion-MNIST z
     architecture: str = "resnet"  # the residual networks of IntroVAE's appendix B, as the authors'
     base_channels: int = 16
@@ -51,15 +46,10 @@ class SoftIntroVAEConfig(NetworkConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("beta_rec", "beta_kl", "beta_neg", "gamma_r", "pretrain_epochs"):
+        for name in ("beta_rec", "beta_kl", "beta_neg", "gamma_r"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
-        if self.steps_per_epoch < 0:
-            raise ConfigError("model.steps_per_epoch must be >= 0")
-
-    @property
-    def pretrain_steps(self) -> int:
-        return round(self.pretrain_epochs * self.steps_per_epoch)
+        self.check_pretraining()
 
 
 class SoftIntroVAE(GaussianAutoencoder):
@@ -69,22 +59,13 @@ class SoftIntroVAE(GaussianAutoencoder):
 
     @classmethod
     def settings_from_data(cls, config: SoftIntroVAEConfig, facts):
-        if config.pretrain_epochs > 0 and config.steps_per_epoch == 0:
-            return dataclasses.replace(config, steps_per_epoch=facts.steps_per_epoch)
-        return config
+        return pretraining_from_data(config, facts)
 
     def optim_groups(self):
         return {"loss/encoder": list(self.encoder.parameters()), "loss/decoder": list(self.decoder.parameters())}
 
     def update_phases(self):
         return (("loss/encoder",), ("loss/decoder",))
-
-    def _pretraining(self, step: int) -> bool:
-        c = self.config
-        if c.pretrain_epochs > 0 and c.steps_per_epoch == 0:
-            raise ConfigError("model.steps_per_epoch must be set for model.pretrain_epochs "
-                              "(a run sets it from the data and train.batch_size)")
-        return step < c.pretrain_steps
 
     def _through(self, g: Tensor) -> tuple[Tensor, Tensor]:
         """KL(q(z|g) || N(0, I)) and D(z'), z' ~ q(z|g), of generated images g: batch norm normalises them by
@@ -96,7 +77,7 @@ class SoftIntroVAE(GaussianAutoencoder):
     def loss(self, batch: Batch, step: int = 0, phase: int = 0) -> dict[str, Tensor]:
         c, x = self.config, batch.x
         s = 1.0 / x[0].numel()
-        if self._pretraining(step):  # a plain VAE, beta_rec L_rec + beta_kl KL (each phase draws afresh)
+        if c.pretraining(step):  # a plain VAE, beta_rec L_rec + beta_kl KL (each phase draws afresh)
             q = self.encode(x)
             x_r = self.decode(q.sample())
             rec, kl = l2_loss(x_r, x).mean(), q.kl().mean()

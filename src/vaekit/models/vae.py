@@ -100,13 +100,22 @@ class VAE(LikelihoodDecoder, GaussianAutoencoder):
             return dataclasses.replace(config, dataset_size=facts.train_images)
         return config
 
+    def elbo_pass(self, x: Tensor, y: Tensor | None = None):
+        """One pass of the ELBO: q(z|x, y), a draw z ~ q (B, D), the decoder's raw likelihood parameters
+        (B, C, H, W), -log p(x|z, y) and the KL term (`kl_term`), each (B,)."""
+        q = self.encode(x, y)
+        z = q.sample()
+        params = self.raw_decode(z, y)
+        return q, z, params, -self.likelihood.log_prob(params, x), self.kl_term(q, z, y)
+
+    def kl_term(self, q, z: Tensor, y: Tensor | None) -> Tensor:
+        """KL(q(z|x, y) || p(z|y)) per image, (B,): analytic for the Gaussian priors (a mixture prior estimates
+        it from the draw z)."""
+        return q.kl(self.prior(y, len(z)))
+
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         y = self.side_information(batch)
-        q = self.encode(batch.x, y)
-        z = q.sample()  # (B, D)
-        params = self.raw_decode(z, y)  # (B, C, H, W) raw likelihood parameters
-        recon = -self.likelihood.log_prob(params, batch.x)  # (B,)  -log p(x|z, y)
-        kl = q.kl(self.prior(y, len(z)))  # (B,) analytic, KL(q(z|x, y) || p(z|y))
+        q, z, params, recon, kl = self.elbo_pass(batch.x, y)
         terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
         c = self.config
         if c.prior_term == "kl" and c.capacity is not None:  # beta-VAE_B: the KL pulled towards capacity C

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from ..distributions import GaussianMixture
 from ..errors import ConfigError
-from .base import Batch
 from .vae import VAE, VAEConfig
 
 
@@ -70,12 +69,6 @@ class VampPriorVAE(VAE):
         components = self.encode(u)
         return GaussianMixture(components.mu, components.logvar, 1 if n is None else n)
 
-    def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
-        q = self.encode(batch.x)
-        z = q.sample()  # (B, D)
-        params = self.raw_decode(z)
-        recon = -self.likelihood.log_prob(params, batch.x)  # (B,)
-        kl = q.log_prob(z) - self.prior(None, len(z)).log_prob(z)  # (B,) one-draw estimate of KL(q || p_lambda)
-        terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean(),
-                 "loss": (recon + self.config.beta * kl).mean()}
-        return terms, self.likelihood.mean(params)
+    def kl_term(self, q, z: Tensor, y: Tensor | None) -> Tensor:
+        """log q(z|x) - log p_lambda(z) at the draw z: the one-draw estimate of KL(q || p_lambda), (B,)."""
+        return q.log_prob(z) - self.prior(None, len(z)).log_prob(z)
