@@ -124,7 +124,9 @@ def draw_latent_map(path: Path, model: GenerativeModel, test_data, seed: int) ->
         if xy is None:
             ax.set_axis_off()
             continue
-        points = ax.scatter(xy[:, 0], xy[:, 1], c=colour, s=5, cmap="tab10", alpha=0.8)
+        # colours only where the data has labels (or factors): a colour map without them warns on the console
+        points = ax.scatter(xy[:, 0], xy[:, 1], s=5, alpha=0.8,
+                            **({"c": colour, "cmap": "tab10"} if colour is not None else {}))
         what = "posterior means" if model.capabilities.factorised else "the encoder's codes"
         ax.set_title(f"{name} of {len(idx)} test codes ({what})", fontsize=9)
         ax.set_xticks([])
