@@ -105,5 +105,4 @@ class GaussianMixture(DiagonalGaussian):
         return self.components.mu[pick] + self.components.std[pick] * eps
 
     def detach(self) -> "GaussianMixture":
-        mixture = GaussianMixture(self.components.mu.detach(), self.components.logvar.detach(), self.mu.shape[0])
-        return mixture
+        return GaussianMixture(self.components.mu.detach(), self.components.logvar.detach(), self.mu.shape[0])

@@ -3,12 +3,15 @@ conditional config's side information (vaekit.conditioning)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from ..batch import Batch
 from ..conditioning import SideInformation, classes_from_data
 from ..distributions import DiagonalGaussian
+from ..precision import full_precision
 from ..nn import make_decoder, make_encoder
 from .base import GenerativeModel
 
@@ -65,3 +68,19 @@ class GaussianAutoencoder(ConvAutoencoderBase):
         return self.side.prior(y, n, self.device)
 
 
+
+
+class DeterministicEncoder(ConvAutoencoderBase):
+    """An encoder emitting one code z = Enc(x), no posterior (AE, WAE): `encode` gives it as a point mass
+    for a uniform API, and no ELBO or IWAE bound applies."""
+
+    @property
+    def capabilities(self):
+        return dataclasses.replace(super().capabilities, posterior="none")
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
+        z = self.encoder(x)
+        return DiagonalGaussian(z, torch.full_like(z, -30.0))
+
+    def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return full_precision(self.encoder(x))

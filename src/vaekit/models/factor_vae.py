@@ -81,7 +81,9 @@ class FactorVAE(VAE):
         terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean(), "tc": tc.mean(),
                  "loss/vae": (recon + c.beta * kl + c.tc_weight * tc).mean()}
         if len(z) >= 2:  # a permutation of one code is itself
-            real = full_precision(self.discriminator(z.detach()))
+            # the VAE's pass serves the discriminator too: the trainer steps each group with its own loss's
+            # gradient only, so L_D never reaches the encoder
+            real = logits
             permuted = full_precision(self.discriminator(permute_dims(z.detach())))
             d_loss = 0.5 * (F.cross_entropy(real, torch.zeros(len(z), dtype=torch.long, device=z.device))
                             + F.cross_entropy(permuted, torch.ones(len(z), dtype=torch.long, device=z.device)))

@@ -25,8 +25,7 @@ from ..distributions import DiagonalGaussian
 from ..config import applies_when
 from ..errors import ConfigError
 from ..objectives.total_correlation import ESTIMATORS, beta_tc_penalty
-from ..precision import full_precision
-from .autoencoder import ConvAutoencoderBase, GaussianAutoencoder
+from .autoencoder import DeterministicEncoder, GaussianAutoencoder
 from .base import Batch
 from .observation import LikelihoodConfig, LikelihoodDecoder
 
@@ -142,7 +141,7 @@ class AEConfig(LikelihoodConfig):
             raise ConfigError(f"model.code_momentum must lie in (0, 1], got {self.code_momentum}")
 
 
-class AE(LikelihoodDecoder, ConvAutoencoderBase):
+class AE(LikelihoodDecoder, DeterministicEncoder):
     """Deterministic autoencoder trained on -log p(x|z). It has no prior, so `sample` draws from a
     diagonal Gaussian fitted to the training codes (running mean/variance, like batch norm's)."""
 
@@ -150,25 +149,14 @@ class AE(LikelihoodDecoder, ConvAutoencoderBase):
     paper = "Hinton & Salakhutdinov 2006, Reducing the dimensionality of data with neural networks"
     config_class = AEConfig
 
-    @property
-    def capabilities(self):
-        return dataclasses.replace(super().capabilities, posterior="none")  # no q(z|x): no ELBO, no IWAE bound
-
     def __init__(self, config: AEConfig, image_shape):
         super().__init__(config, image_shape)
         self.likelihood = config.make_likelihood()
         self.register_buffer("code_mean", torch.zeros(config.latent_dim))
         self.register_buffer("code_var", torch.ones(config.latent_dim))
 
-    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
-        z = self.encoder(x)
-        return DiagonalGaussian(z, torch.full_like(z, -30.0))  # a point mass, for a uniform API
-
-    def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.encoder(x)
-
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
-        z = full_precision(self.encoder(batch.x))  # (B, D)
+        z = self.latent_code(batch.x)  # (B, D)
         if self.training:
             with torch.no_grad():
                 m = self.config.code_momentum

@@ -14,7 +14,6 @@ sampling decodes draws of P_Z.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ from ..errors import ConfigError
 from ..nn.config import NetworkConfig
 from ..objectives.mmd import imq_mmd
 from ..precision import full_precision
-from .autoencoder import ConvAutoencoderBase
+from .autoencoder import DeterministicEncoder
 from .base import Batch
 
 
@@ -45,21 +44,10 @@ class WAEConfig(NetworkConfig):
             raise ConfigError("model.prior_variance and every model.kernel_scales entry must be > 0")
 
 
-class WAE(ConvAutoencoderBase):
+class WAE(DeterministicEncoder):
     description = "WAE-MMD: a deterministic autoencoder whose codes match the prior by an IMQ-kernel MMD"
     paper = "Tolstikhin, Bousquet, Gelly & Schoelkopf 2018, Wasserstein Auto-Encoders"
     config_class = WAEConfig
-
-    @property
-    def capabilities(self):
-        return dataclasses.replace(super().capabilities, posterior="none")  # Q(Z|X) is a point: no ELBO
-
-    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
-        z = self.encoder(x)
-        return DiagonalGaussian(z, torch.full_like(z, -30.0))  # a point mass, as the AE's
-
-    def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        return full_precision(self.encoder(x))
 
     def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
         """P_Z = N(0, sigma_z^2 I) for n codes."""
