@@ -327,3 +327,17 @@ def all_cores():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def sum_tensor(t: Tensor) -> Tensor:
+    """The sum of `t` over the ranks, in place (itself without a process group)."""
+    if dist.is_initialized():
+        _collective(dist.all_reduce, t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_tensor(t: Tensor) -> Tensor:
+    """Rank 0's `t` on every rank, in place; the shape must agree (itself without a process group)."""
+    if dist.is_initialized():
+        _collective(dist.broadcast, t, 0)
+    return t

@@ -121,7 +121,7 @@ def _cmd_evaluate(args) -> int:
     n_iw = shown if options.iw_images is None else min(options.iw_images, shown)
     iw_note = (f"; IWAE bound with K={args.iw_samples} on {n_iw} of them"
                if args.iw_samples > 0 and model.capabilities.bound is not None else
-               "; no IWAE bound (this model has no likelihood p(x|z))" if args.iw_samples > 0 else "")
+               f"; no IWAE bound ({model.capabilities.no_bound_reason})" if args.iw_samples > 0 else "")
     if not args.quiet:
         print(f"evaluating {cfg.model_name} on {shown} {cfg.data.name} test images{iw_note} ...", file=sys.stderr)
     result = evaluate_run(model, train, test, options)
@@ -384,7 +384,8 @@ def _cmd_generate(args) -> int:
 def _cmd_encode(args) -> int:
     """Codes of a split's images, 250 per network call, in eval mode: `mu` and `logvar` (N, D) for a model
     with a factorised posterior, else `code` (N, ...) (the model's own deterministic code: DRAW's path of
-    posterior means, an autoencoder's code); `positions` in the split, and `labels` / `factors` where the
+    posterior means, an autoencoder's code), and for a discrete one (VQ-VAE) `indices` (N, h, w), its grid of
+    codebook entries, beside `code`, the encoder's output before quantisation; `positions` in the split, and `labels` / `factors` where the
     data has them. Written atomically as safetensors with the run, model and split in its metadata."""
     from pathlib import Path
 
@@ -424,6 +425,8 @@ def _cmd_encode(args) -> int:
                 parts.setdefault("mu", []).append(q.mu.flatten(1).float().cpu())
                 parts.setdefault("logvar", []).append(q.logvar.flatten(1).float().cpu())
             else:
+                if model.capabilities.discrete:
+                    parts.setdefault("indices", []).append(model.encode(x, y).long().cpu())
                 try:
                     parts.setdefault("code", []).append(model.latent_code(x, y).float().cpu())
                 except NotImplementedError:

@@ -11,7 +11,8 @@ only the loop (minGPT's split). The contract:
   named in it, each group seeing exactly the gradient of its own loss (the trainer's job). A model
   whose later phase must reuse an earlier phase's random draws (IntroVAE's Algorithm 1 re-encodes
   the same X_r and X_p after the encoder step) keeps them in `batch.memo`, which lives for one
-  iteration.
+  iteration. A group whose total is absent from a step's terms rests at that step (no gradient, no
+  optimiser step): a model trained in stages (VQ-VAE's prior after the autoencoder) says so by `step`.
 - `settings_from_data(config, facts)` (a classmethod): the settings the model takes from the data
   (beta-TCVAE's N, the number of classes of a label-conditional model).
 - side information: `side_information(batch)` -> y (None for an unconditional model; see
@@ -54,6 +55,7 @@ class DataFacts:
     steps_per_epoch: int  # train_images // train.batch_size
     classes: int = 0  # number of classes of the labels; 0 = the data has no labels
     labelled_images: int = 0  # training images that carry a label (all of them unless data.labelled is set)
+    train_steps: int = 0  # the run's optimiser steps in all (train.steps, or train.epochs passes); 0 = unknown
 
 
 @contextlib.contextmanager

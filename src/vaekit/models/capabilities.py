@@ -12,7 +12,7 @@ from ..errors import ConfigError
 POSTERIORS = ("factorised", "sequential", "none")
 OUTPUTS = ("image", "stages", "canvas")
 BOUNDS = ("p(x)", "p(x|y)", None)
-PRIORS = ("gaussian", "mixture")
+PRIORS = ("gaussian", "mixture", "autoregressive")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,11 @@ class Capabilities:
     #   (canvas_sequence: DRAW's canvas over time, with its attention boxes)
     prior: str = "gaussian"  # gaussian: prior(y, n) is one diagonal Gaussian (N(0, I), a CVAE's p(z|y)): KLs in
     #   closed form, the KL decomposition against N(0, I) applies | mixture: a mixture (VampPrior): its density
-    #   and draws are the mixture's, its KL is estimated by sampling, the decomposition does not apply
+    #   and draws are the mixture's, its KL is estimated by sampling, the decomposition does not apply |
+    #   autoregressive: a learned prior over discrete codes (VQ-VAE's PixelCNN) draws `prior_sample`; prior(y, n)
+    #   is only the codes' spread (a slider's scale)
+    discrete: bool = False  # encode(x, y) gives a grid of codebook indices (VQ-VAE); latent_code the continuous
+    #   code that decode quantises
     refinable: bool = False  # loss_and_output gives the decoded image of its pass and one total `loss`: refine
     #   stages build on it
     declared_bound: str | None = "auto"  # what `bound` says; "auto": derived from the fields above (M2,
@@ -70,6 +74,15 @@ class Capabilities:
         if self.posterior == "none" or not self.likelihood:
             return None
         return "p(x|y)" if self.conditional else "p(x)"
+
+    @property
+    def no_bound_reason(self) -> str:
+        """Why no ELBO / IWAE bound applies (where `bound` is None), in a few words."""
+        if self.discrete:
+            return "q(z|x) is a point mass on one code grid: its IWAE bound is its ELBO for every K"
+        if self.posterior == "none":
+            return "this model has no posterior q(z|x)"
+        return "this model has no likelihood p(x|z)"
 
     @property
     def factorised(self) -> bool:

@@ -24,6 +24,7 @@ from .multistage import MultiStageVAE, msvae_preset, residual_vae_preset
 from .vamp_prior import VampPriorConfig, VampPriorVAE
 from .vae import AE, VAE, AEConfig, VAEConfig
 from .vaegan import VAEGAN, VAEGANConfig
+from .vq_vae import VQVAE, VQVAEConfig
 from .wae import WAE, WAEConfig
 
 
@@ -63,6 +64,8 @@ register("dip_vae", DIPVAE, DIPVAEConfig())
 register("dip_vae_ii", DIPVAE, dip_vae_ii_preset(), "DIP-VAE-II: the ELBO plus moment matching of q(z)'s covariance to I")
 register("wae_mmd", WAE, WAEConfig(latent_dim=8),
          "WAE-MMD: a deterministic autoencoder, its codes matched to N(0, I) by an IMQ-kernel MMD (lambda 10, d_z 8)")
+# van den Oord et al.'s lr 2e-4 (sec. 4.1) and batch 128
+register("vq_vae", VQVAE, VQVAEConfig(), train={"lr": 2e-4, "batch_size": 128})
 register("residual_vae", MultiStageVAE, residual_vae_preset(),
          "Residual-VAE: the decoder followed by residual blocks, one likelihood on the refined output (eq. 2.9)")
 register("msvae", MultiStageVAE, msvae_preset(),

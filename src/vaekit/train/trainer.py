@@ -258,16 +258,17 @@ class Trainer:
             if (self.step + 1) % self.check_every == 0:
                 self._check_finite(shared)
                 self._check_exploding(shared)
-            for i, name in enumerate(phase):
+            stepped = [name for name in phase if name in terms]  # a group without its total rests this step
+            for i, name in enumerate(stepped):
                 params = self.groups[name]
                 for p in params:
                     p.grad = None
                 # Isolation: this group's gradient comes from its own loss only.
-                terms[name].backward(inputs=params, retain_graph=i + 1 < len(phase))
+                terms[name].backward(inputs=params, retain_graph=i + 1 < len(stepped))
                 distributed.average_gradients(params)  # this group's alone, once
                 if clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, clip)
-            for name in phase:  # step only after every gradient of the phase is computed
+            for name in stepped:  # step only after every gradient of the phase is computed
                 self.optimizers[name].step()
             if phase_index == 0:
                 logged = {k: v.detach() for k, v in shared.items()}
@@ -432,6 +433,7 @@ class Trainer:
         self.model.train()
         progress = Progress(total, self.step, enabled=self.show_progress)
         sums: dict[str, Tensor] = {}
+        counts: dict[str, int] = {}  # steps that logged each term (a staged model's terms come and go)
         count, t_last, paused, last = 0, time.perf_counter(), 0.0, {}
         while self.step < total:
             if self.world.distributed:  # each rank's draws a function of (seed, rank, step): resume is exact
@@ -441,17 +443,18 @@ class Trainer:
             self.step += 1
             for k, v in terms.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
+                counts[k] = counts.get(k, 0) + 1
             count += 1
             if self.step % cfg.log_every == 0 or self.step == total:
                 now = time.perf_counter()
                 ips = count * cfg.batch_size / max(now - t_last - paused, 1e-9)
-                last = {k: float(v) / count for k, v in sums.items()}
+                last = {k: float(v) / counts[k] for k, v in sums.items()}
                 if self.run_dir is not None and self.writes:
                     _append_jsonl(self.run_dir / "metrics.jsonl",
                                   {"step": self.step, **last, "images_per_s": ips})
                 self.notify("on_log", {"step": self.step, **last, "images_per_s": ips})
                 progress.update(self.step, last, ips)
-                sums, count, t_last, paused = {}, 0, time.perf_counter(), 0.0
+                sums, counts, count, t_last, paused = {}, {}, 0, time.perf_counter(), 0.0
             else:
                 progress.tick(self.step)
             t_pause = time.perf_counter()  # evaluation and checkpoints do not count towards images/s
