@@ -26,8 +26,9 @@ class GatedMaskedConv(nn.Module):
             raise ValueError(f"the PixelCNN kernel must be odd and >= 3, got {kernel}")
         half = kernel // 2
         self.first, self.half = first, half
-        self.vertical = nn.Conv2d(channels, 2 * channels, (half + 1, kernel), padding=(half, half))
-        self.horizontal = nn.Conv2d(channels, 2 * channels, (1, half + 1), padding=(0, half))
+        # padded above / to the left only (in `forward`), so each output keeps the input's size
+        self.vertical = nn.Conv2d(channels, 2 * channels, (half + 1, kernel))
+        self.horizontal = nn.Conv2d(channels, 2 * channels, (1, half + 1))
         self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.horizontal_out = nn.Conv2d(channels, channels, 1)
         # kernel rows / columns that would see the current row / position: masked in the first layer only
@@ -44,11 +45,11 @@ class GatedMaskedConv(nn.Module):
         return torch.tanh(f) * torch.sigmoid(g)
 
     def forward(self, v: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        height, width = v.shape[-2:]
-        v_pre = F.conv2d(v, self.vertical.weight * self.vertical_mask, self.vertical.bias,
-                         padding=self.vertical.padding)[:, :, :height]  # output row r: input rows r - half .. r
-        h_pre = F.conv2d(h, self.horizontal.weight * self.horizontal_mask, self.horizontal.bias,
-                         padding=self.horizontal.padding)[:, :, :, :width]  # column c: columns c - half .. c
+        half = self.half
+        v_pre = F.conv2d(F.pad(v, (half, half, half, 0)), self.vertical.weight * self.vertical_mask,
+                         self.vertical.bias)  # output row r: input rows r - half .. r
+        h_pre = F.conv2d(F.pad(h, (half, 0, 0, 0)), self.horizontal.weight * self.horizontal_mask,
+                         self.horizontal.bias)  # column c: columns c - half .. c
         out = self.horizontal_out(self._gate(h_pre + self.vertical_to_horizontal(v_pre)))
         # no residual in the first layer: its input holds the current position's code
         return self._gate(v_pre), out if self.first else h + out
