@@ -84,3 +84,26 @@ class DeterministicEncoder(ConvAutoencoderBase):
 
     def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return full_precision(self.encoder(x))
+
+
+class FittedCodeGaussian:
+    """Mixin for a model without a prior of its own (AE; VQ-VAE, whose prior is over discrete codes): a
+    diagonal Gaussian fitted to the training codes by a running mean and variance, like batch norm's, as
+    `prior` (sampling for the AE, the explorer's slider scale for both). `config.code_momentum` is the rate."""
+
+    def register_code_fit(self, width: int) -> None:
+        self.register_buffer("code_mean", torch.zeros(width))
+        self.register_buffer("code_var", torch.ones(width))
+
+    @torch.no_grad()
+    def fit_codes(self, z: Tensor) -> None:
+        """One running-average step towards the mean and variance of a batch of codes (B, width)."""
+        m = self.config.code_momentum
+        self.code_mean.lerp_(z.mean(0), m)
+        self.code_var.lerp_(z.var(0, unbiased=False), m)
+
+    def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
+        """The Gaussian fitted to the training codes, for n codes."""
+        n = 1 if n is None else n
+        return DiagonalGaussian(self.code_mean.expand(n, -1), self.code_var.clamp_min(1e-12).log().expand(n, -1))
+

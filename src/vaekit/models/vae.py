@@ -17,15 +17,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
 from ..conditioning import ConditionConfig
-from ..distributions import DiagonalGaussian
 from ..config import applies_when
 from ..errors import ConfigError
 from ..objectives.total_correlation import ESTIMATORS, beta_tc_penalty
-from .autoencoder import DeterministicEncoder, GaussianAutoencoder
+from .autoencoder import DeterministicEncoder, FittedCodeGaussian, GaussianAutoencoder
 from .base import Batch
 from .observation import LikelihoodConfig, LikelihoodDecoder
 
@@ -141,7 +139,7 @@ class AEConfig(LikelihoodConfig):
             raise ConfigError(f"model.code_momentum must lie in (0, 1], got {self.code_momentum}")
 
 
-class AE(LikelihoodDecoder, DeterministicEncoder):
+class AE(LikelihoodDecoder, FittedCodeGaussian, DeterministicEncoder):
     """Deterministic autoencoder trained on -log p(x|z). It has no prior, so `sample` draws from a
     diagonal Gaussian fitted to the training codes (running mean/variance, like batch norm's)."""
 
@@ -152,21 +150,12 @@ class AE(LikelihoodDecoder, DeterministicEncoder):
     def __init__(self, config: AEConfig, image_shape):
         super().__init__(config, image_shape)
         self.likelihood = config.make_likelihood()
-        self.register_buffer("code_mean", torch.zeros(config.latent_dim))
-        self.register_buffer("code_var", torch.ones(config.latent_dim))
+        self.register_code_fit(config.latent_dim)
 
     def loss_and_output(self, batch: Batch, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
         z = self.latent_code(batch.x)  # (B, D)
         if self.training:
-            with torch.no_grad():
-                m = self.config.code_momentum
-                self.code_mean.lerp_(z.mean(0), m)
-                self.code_var.lerp_(z.var(0, unbiased=False), m)
+            self.fit_codes(z)
         params = self.decoder(z)
         recon = -self.likelihood.log_prob(params, batch.x)
         return {"loss": recon.mean(), "recon": recon.mean()}, self.likelihood.mean(params)
-
-    def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
-        """The Gaussian fitted to the training codes, for n codes."""
-        n = 1 if n is None else n
-        return DiagonalGaussian(self.code_mean.expand(n, -1), self.code_var.clamp_min(1e-12).log().expand(n, -1))

@@ -29,12 +29,12 @@ import torch
 from torch import Tensor
 
 from ..config import applies_when, refuse_inapplicable
-from ..distributions import DiagonalGaussian
 from ..errors import ConfigError
 from ..nn.code_grid import GridDecoder, GridEncoder, grid_shape
 from ..nn.pixelcnn import GatedPixelCNN
 from ..nn.quantiser import VectorQuantiser
 from ..precision import full_precision
+from .autoencoder import FittedCodeGaussian
 from .base import Batch, GenerativeModel, inference
 from .observation import ObservationConfig
 
@@ -85,7 +85,7 @@ class VQVAEConfig(ObservationConfig):
             raise ConfigError("model.prior_channels and model.prior_layers must be >= 1")
 
 
-class VQVAE(GenerativeModel):
+class VQVAE(FittedCodeGaussian, GenerativeModel):
     description = "VQ-VAE: a codebook of K vectors (straight-through), a gated PixelCNN prior over the code grid"
     paper = "van den Oord, Vinyals & Kavukcuoglu 2017, Neural Discrete Representation Learning"
     config_class = VQVAEConfig
@@ -101,9 +101,7 @@ class VQVAE(GenerativeModel):
         self.quantiser = VectorQuantiser(c.codes, c.code_dim, _is_ema(c), c.ema_decay, c.dead_count)
         self.prior_net = GatedPixelCNN(c.codes, c.prior_channels, c.prior_layers)
         self.likelihood = c.make_likelihood()
-        width = c.code_dim * self.grid[0] * self.grid[1]
-        self.register_buffer("code_mean", torch.zeros(width))
-        self.register_buffer("code_var", torch.ones(width))
+        self.register_code_fit(c.code_dim * self.grid[0] * self.grid[1])  # the spread of z_e, for sliders
 
     @classmethod
     def tiny_settings(cls, preset) -> dict:
@@ -156,10 +154,7 @@ class VQVAE(GenerativeModel):
             indices = q["indices"]
             if self.training:
                 self.quantiser.update(z_e, indices, q["counts"])
-                with torch.no_grad():
-                    flat = z_e.detach().flatten(1)
-                    self.code_mean.lerp_(flat.mean(0), c.code_momentum)
-                    self.code_var.lerp_(flat.var(0, unbiased=False), c.code_momentum)
+                self.fit_codes(z_e.detach().flatten(1))
         if stage != "vq":
             nll = -self.prior_net.log_prob(indices)  # (B,) nats of the code grid
             terms.update({"prior_nll": nll.mean(), "loss/prior": nll.mean()})
@@ -186,12 +181,6 @@ class VQVAE(GenerativeModel):
     def decode_indices(self, indices: Tensor) -> Tensor:
         """A grid of indices (B, h, w) decoded to the mean image."""
         return self.likelihood.mean(self.decoder(self.quantiser.lookup(indices)))
-
-    def prior(self, y: Tensor | None = None, n: int | None = None) -> DiagonalGaussian:
-        """The Gaussian fitted to the training codes z_e (their spread), for n codes; samples come from the
-        PixelCNN (`prior_sample`)."""
-        n = 1 if n is None else n
-        return DiagonalGaussian(self.code_mean.expand(n, -1), self.code_var.clamp_min(1e-12).log().expand(n, -1))
 
     def prior_sample(self, n: int, y: Tensor | None = None) -> Tensor:
         """n code grids drawn from the PixelCNN, as their entries flattened (B, D * h * w)."""
