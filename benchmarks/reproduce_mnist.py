@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from tables import mean_sd  # noqa: E402
 from vaekit.files import write_json_atomic, write_text_atomic  # noqa: E402
-from vaekit.run import EvaluationOptions, evaluate_run, load_run, load_split, resolve_config, train_run  # noqa: E402
+from vaekit.run import EvaluationOptions, evaluate_run, evaluated_step, load_run, load_split, resolve_config, train_run  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 K_CURVE, CURVE_IMAGES = 100, 500  # a curve point by default: IWAE bound with 100 draws on 500 test images
@@ -295,7 +295,7 @@ def train_row(table_name: str, row: Row, seed: int, args) -> None:
     total = table.budgets[args.budget]
     run_dir = run_dir_of(args.runs, table_name, row.shares or row.name, seed)
     if row.shares:  # scores another row's run, once that run is at the budget's end
-        if _evaluated_step(run_dir) != total:
+        if evaluated_step(run_dir) != total:
             print(f"[{table_name}/{row.name}/seed {seed}] waits for {row.shares}'s run to reach step {total}")
             return
         final = load_results(args.json).get(table_name, {}).get(row.name, {}).get(str(seed), {}).get("final")
@@ -326,13 +326,6 @@ def train_row(table_name: str, row: Row, seed: int, args) -> None:
         save_point(args.json, table_name, row.name, seed, "final", final_number(table, row, run_dir, args))
 
 
-def _evaluated_step(run_dir: Path) -> int:
-    try:
-        return int(json.loads((run_dir / "evaluation.json").read_text())["step"])
-    except (OSError, ValueError, KeyError):
-        return -1
-
-
 def final_number(table: Table, row: Row, run_dir: Path, args) -> dict:
     """The table's metric as the paper measured it (the IWAE bound with the paper's K, or the ELBO where the
     paper gives that bound) on a fixed uniform sample of the test split or all of it, with its standard
@@ -348,7 +341,7 @@ def final_number(table: Table, row: Row, run_dir: Path, args) -> dict:
     metric = row.metric or table.metric
     counted = (result.get(metric.rsplit("/", 1)[0] + "/nll_images") if metric.startswith("completion/") else
                result.get("iwae_images") if table.final_k else result.get("images"))
-    return {"step": _evaluated_step(run_dir),
+    return {"step": evaluated_step(run_dir),
             "value": table.value(result, row), "value_se": table.se(result, row), "k": table.final_k, "images": counted,
             "elbo": result.get("test/elbo"),
             "ssim": result.get("test/ssim"), "seconds": round(time.perf_counter() - started, 1),

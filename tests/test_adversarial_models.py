@@ -401,6 +401,21 @@ def test_group_lr_sets_each_optimiser_and_refuses_unknown_groups():
                 progress=False)
 
 
+def test_group_adam_betas_set_each_optimiser_and_factor_vae_takes_kim_and_mnih_s():
+    from vaekit.run import resolve_config
+
+    model = make("vaegan")
+    trainer = Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8,
+                                                           group_adam_betas={"loss/discriminator": [0.5, 0.9]}),
+                      progress=False)
+    assert trainer.optimizers["loss/discriminator"].param_groups[0]["betas"] == (0.5, 0.9)
+    assert trainer.optimizers["loss/decoder"].param_groups[0]["betas"] == (0.9, 0.999)
+    with pytest.raises(ConfigError, match="loss/critic"):
+        Trainer(model, _Data(images(16)), TrainConfig(steps=1, batch_size=8, group_adam_betas={"loss/critic": [0.5, 0.9]}),
+                progress=False)
+    assert resolve_config("factor_vae").train.group_adam_betas == {"loss/discriminator": (0.5, 0.9)}
+
+
 @pytest.mark.parametrize("real, rec, sample, verdict", [
     (28.0, 38.0, 36.0, "balanced"), (30.5, 32.5, 32.0, "weakly separated"), (40.0, 30.0, 31.0, "does not tell"),
     (36.0, 40.0, 41.0, "above m")])

@@ -97,6 +97,7 @@ SETTINGS = [
     (["--set", "train.group_lr={loss = inf}"], ["group_lr", "finite"]),
     (["--set", "train.group_lr={loss = true}"], ["group_lr"]),
     (["--set", "train.adam_betas=[0.9, nan]"], ["train.adam_betas"]),
+    (["--set", "train.group_adam_betas={loss = [0.9, 1.5]}"], ["train.group_adam_betas"]),
     (["--set", "model.learn_scale=yes"], ["model.learn_scale", "true or false"]),  # bool given "yes"
     (["--set", "model.learn_scale=1"], ["model.learn_scale", "true or false"]),
     (["--set", "train.adam_betas=[0.9]"], ["train.adam_betas", "2 entries"]),  # tuple of the wrong length

@@ -82,6 +82,7 @@ class TrainConfig:
     group_lr: dict = field(default_factory=dict)  # per parameter group, e.g. {"loss/discriminator" = 2e-4}, a
     #   number or a schedule table
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    group_adam_betas: dict = field(default_factory=dict)  # per parameter group, e.g. {"loss/discriminator" = [0.5, 0.9]}
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max global L2 norm per parameter group; None = off
     seed: int = 0
@@ -164,6 +165,11 @@ class TrainConfig:
                              f"train.group_lr[{key!r}]: a rate's schedule must start and end above 0")
             _fail_unless(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                          and value > 0, f"train.group_lr[{key!r}] must be a finite number > 0, got {value!r}")
+        object.__setattr__(self, "group_adam_betas", {key: tuple(value) if isinstance(value, (list, tuple)) else value
+                                                      for key, value in self.group_adam_betas.items()})
+        for key, value in self.group_adam_betas.items():
+            _fail_unless(isinstance(value, tuple) and len(value) == 2 and all(_is_number(b) and 0 <= b < 1 for b in value),
+                         f"train.group_adam_betas[{key!r}] must be two numbers in [0, 1), got {value!r}")
         # the data order is seeded by seed * 1_000_003 + epoch (train/trainer.py), which must stay 64-bit
         _fail_unless(0 <= self.seed <= _SEED_MAX, f"train.seed must lie in [0, {_SEED_MAX}], got {self.seed}")
 

@@ -58,7 +58,9 @@ register("btcvae", VAE, VAEConfig(prior_term="tc", beta=6.0),
          "beta-TCVAE: the KL split into MI, total correlation and dimension-wise KL, weighted alpha, beta, gamma",
          "Chen et al. 2018, Isolating Sources of Disentanglement in Variational Autoencoders")
 register("iwae", IWAE, IWAEConfig())
-register("factor_vae", FactorVAE, FactorVAEConfig(), train={"lr": 1e-4, "group_lr": {"loss/discriminator": 1e-4}})
+# Kim & Mnih's appendix: Adam at 1e-4 for both, the discriminator's with beta1 = 0.5, beta2 = 0.9
+register("factor_vae", FactorVAE, FactorVAEConfig(), train={"lr": 1e-4, "group_lr": {"loss/discriminator": 1e-4},
+                                                            "group_adam_betas": {"loss/discriminator": [0.5, 0.9]}})
 register("vamp_prior", VampPriorVAE, VampPriorConfig())
 register("dip_vae", DIPVAE, DIPVAEConfig())
 register("dip_vae_ii", DIPVAE, dip_vae_ii_preset(), "DIP-VAE-II: the ELBO plus moment matching of q(z)'s covariance to I")

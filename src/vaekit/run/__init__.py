@@ -12,7 +12,7 @@
 """
 
 from .configuration import read_run_config, resolve_config
-from .folder import EvaluationOptions, evaluate_run, load_run, load_split, train_run
+from .folder import EvaluationOptions, evaluate_run, evaluated_step, load_run, load_split, train_run
 
-__all__ = ["EvaluationOptions", "evaluate_run", "load_run", "load_split", "read_run_config", "resolve_config",
+__all__ = ["EvaluationOptions", "evaluate_run", "evaluated_step", "load_run", "load_split", "read_run_config", "resolve_config",
            "train_run"]

@@ -172,7 +172,7 @@ def _refuse_if_not_empty(out: Path) -> None:
         raise ConfigError(f"{out} already exists and is not empty; pass --resume to continue it or choose another --out")
 
 
-def _evaluated_step(out: Path) -> int:
+def evaluated_step(out: Path) -> int:
     """The step of the run's final evaluation; -1 when it has none (or a crash cut its writing short)."""
     try:
         return int(json.loads((out / "evaluation.json").read_text())["step"])
@@ -258,7 +258,7 @@ def _train_run(cfg: RunConfig, out: Path, lock: RunLock, *, resume: bool, progre
                 ckpt = latest_checkpoint(out)
                 start = checkpoint_step(ckpt) if ckpt is not None else 0
                 # A run killed after its last checkpoint but before its final evaluation only finishes that.
-                if start >= trainer.total_steps and _evaluated_step(out) >= start:
+                if start >= trainer.total_steps and evaluated_step(out) >= start:
                     raise ConfigError(f"{out} is already at step {start}; ask for more with --steps N (N > {start})")
             else:  # again: another run may have got in between the check above and the lock
                 _refuse_if_not_empty(out)

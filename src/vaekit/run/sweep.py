@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..files import write_text_atomic
 from .compare import compare_runs, format_table, group_seeds
 from .configuration import resolve_config
+from .folder import evaluated_step
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,10 @@ def _literal(v) -> str:
 def state(run_dir: Path) -> str:
     """done (evaluated at its last step), partial (a checkpoint to continue from) or new."""
     try:
-        evaluation = json.loads((run_dir / "evaluation.json").read_text())
         saved = json.loads((run_dir / "config.json").read_text())
-        if evaluation.get("step") == saved["train"]["steps"]:
+        if evaluated_step(run_dir) == saved["train"]["steps"]:
             return "done"
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     return "partial" if (run_dir / "checkpoints").is_dir() else "new"
 

@@ -167,12 +167,14 @@ class Trainer:
             for name in phase:
                 if name not in self.groups:
                     raise ConfigError(f"{type(model).__name__}: phase names unknown parameter group {name!r}")
-        unknown = sorted(set(config.group_lr) - set(self.groups))
-        if unknown:
-            raise ConfigError(f"train.group_lr names {', '.join(map(repr, unknown))}; {type(model).__name__}'s "
-                              f"parameter groups are {', '.join(map(repr, self.groups))}")
+        for setting in ("group_lr", "group_adam_betas"):
+            unknown = sorted(set(getattr(config, setting)) - set(self.groups))
+            if unknown:
+                raise ConfigError(f"train.{setting} names {', '.join(map(repr, unknown))}; {type(model).__name__}'s "
+                                  f"parameter groups are {', '.join(map(repr, self.groups))}")
         self.optimizers = {
-            name: torch.optim.Adam(params, lr=float(config.group_lr.get(name, config.lr)), betas=config.adam_betas,
+            name: torch.optim.Adam(params, lr=float(config.group_lr.get(name, config.lr)),
+                                   betas=config.group_adam_betas.get(name, config.adam_betas),
                                    weight_decay=config.weight_decay)
             for name, params in self.groups.items()
         }
