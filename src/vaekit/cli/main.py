@@ -146,6 +146,7 @@ def _add_picture(sub, name: str, help_text: str, n_default: int | None) -> argpa
     if n_default is not None:
         p.add_argument("-n", type=int, default=n_default, help=f"number of images (default {n_default})")
     p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(check_arguments=_check_picture_args)  # refused before any work
     return p
 
 
@@ -744,8 +745,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (the console script calls sys.exit on it)."""
     args = build_parser().parse_args(argv)
     try:
-        if hasattr(args, "output") and args.command not in ("encode", "export"):  # those write no picture
-            _check_picture_args(args)
+        if getattr(args, "check_arguments", None) is not None:  # a picture command's -o and counts
+            args.check_arguments(args)
         return COMMANDS[args.command](args)
     except VaekitError as e:
         # one write of the whole line: the processes of a torchrun share one stderr, and print's separate
