@@ -463,9 +463,12 @@ def write_report(path_json: Path, out_md: Path) -> None:
                 lines.append(f"| {row.label} | 0 | not run yet | | | {row.paper} | {row.paper_source} |")
                 continue
             se = finals[0].get("value_se")
+            # a row scoring another row's model has that model's ELBO: said once, on the row that trains it
+            elbo = (f"as {row.shares} (one model)" if row.shares else
+                    f"{mean_sd([-f['elbo'] for f in finals], '.2f')} (−ELBO)")
             lines.append(f"| {row.label} | {len(finals)} | {mean_sd([f['value'] for f in finals], '.2f')} "
                          f"({'K = ' + str(finals[0]['k']) + ', ' if finals[0]['k'] else ''}{finals[0]['images']} images) | {se:.2f} | "
-                         f"{mean_sd([-f['elbo'] for f in finals], '.2f')} (−ELBO) | {row.paper} | {row.paper_source} |")
+                         f"{elbo} | {row.paper} | {row.paper_source} |")
         lines += [""]
         for row in table.rows:
             if rows.get(row.name):
