@@ -114,6 +114,10 @@ class TrainConfig:
     #                                 level (adversarial runs that blow up; its square in the first 50
     #                                 steps); 0 = only non-finite stops
 
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The run's optimiser steps in all: `steps`, or `epochs` passes of `steps_per_epoch`."""
+        return max(1, round(self.epochs * steps_per_epoch)) if self.epochs is not None else self.steps
+
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "eval_images"):
             _fail_unless(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")

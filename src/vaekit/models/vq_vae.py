@@ -139,7 +139,7 @@ class VQVAE(FittedCodeGaussian, GenerativeModel):
         terms: dict[str, Tensor] = {}
         if stage == "prior":  # the VQ-VAE is frozen: its codes are data
             with torch.no_grad():
-                indices = self.quantiser(self.encoder(x))["indices"]
+                indices = self.quantiser.indices(self.encoder(x))
         else:
             z_e = full_precision(self.encoder(x))  # (B, D, h, w); the distances and eq. 3's terms in float32
             q = self.quantiser(z_e)
@@ -166,7 +166,7 @@ class VQVAE(FittedCodeGaussian, GenerativeModel):
     @inference
     def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The grid of codebook indices of each image. (B, h, w), int64"""
-        return self.quantiser(self.encoder(x))["indices"]
+        return self.quantiser.indices(self.encoder(x))
 
     def latent_code(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """z_e(x), the encoder's continuous output before quantisation, flattened. (B, D * h * w)"""
@@ -174,10 +174,8 @@ class VQVAE(FittedCodeGaussian, GenerativeModel):
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """Codes z (B, D * h * w), quantised to their nearest entries, decoded to the mean image."""
-        z_e = z.view(len(z), self.config.code_dim, *self.grid)
-        return self.likelihood.mean(self.decoder(self.quantiser(z_e)["z_q"]))
+        return self.decode_indices(self.quantiser.indices(z.view(len(z), self.config.code_dim, *self.grid)))
 
-    @inference
     def decode_indices(self, indices: Tensor) -> Tensor:
         """A grid of indices (B, h, w) decoded to the mean image."""
         return self.likelihood.mean(self.decoder(self.quantiser.lookup(indices)))

@@ -45,6 +45,12 @@ class VectorQuantiser(nn.Module):
             distance = flat.float().pow(2).sum(1, keepdim=True) - 2 * flat.float() @ e.t() + e.pow(2).sum(1)
             return distance.argmin(1)
 
+    def indices(self, z_e: Tensor) -> Tensor:
+        """The grid of nearest-entry indices of a map z_e (B, D, H, W): the quantisation alone, without eq. 3's
+        terms (encoding, decoding a code, the prior's training data). (B, H, W)"""
+        b, d, h, w = z_e.shape
+        return self.nearest(z_e.permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
+
     def lookup(self, indices: Tensor) -> Tensor:
         """The entries of a grid of indices (B, H, W) as a (B, D, H, W) map."""
         return self.codebook[indices].permute(0, 3, 1, 2)
@@ -52,15 +58,13 @@ class VectorQuantiser(nn.Module):
     def forward(self, z_e: Tensor) -> dict[str, Tensor]:
         """z_e (B, D, H, W) -> the straight-through z_q (B, D, H, W), the indices (B, H, W), the codebook and
         commitment terms summed over the grid (B,) each, and the counts per entry (K,) of this batch."""
-        b, d, h, w = z_e.shape
-        flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
-        indices = self.nearest(flat)
-        e = self.lookup(indices.view(b, h, w)).to(z_e.dtype)
+        indices = self.indices(z_e)
+        e = self.lookup(indices).to(z_e.dtype)
         return {"z_q": z_e + (e - z_e).detach(),  # the straight-through estimator
-                "indices": indices.view(b, h, w),
+                "indices": indices,
                 "codebook": (z_e.detach() - e).pow(2).flatten(1).sum(1),
                 "commitment": (z_e - e.detach()).pow(2).flatten(1).sum(1),
-                "counts": torch.bincount(indices, minlength=self.codes).float()}
+                "counts": torch.bincount(indices.flatten(), minlength=self.codes).float()}
 
     @torch.no_grad()
     def update(self, z_e: Tensor, indices: Tensor, counts: Tensor) -> None:

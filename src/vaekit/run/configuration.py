@@ -75,10 +75,8 @@ def _run_config_problem(saved) -> str | None:
 def fill_from_data(cfg: RunConfig, train_images: int, classes: int, labelled_images: int) -> RunConfig:
     """The model settings the model takes from the data (`settings_from_data`), in one place."""
     steps_per_epoch = train_images // cfg.train.batch_size
-    t = cfg.train
     facts = DataFacts(train_images=train_images, steps_per_epoch=steps_per_epoch, classes=classes,
-                      labelled_images=labelled_images,
-                      train_steps=max(1, round(t.epochs * steps_per_epoch)) if t.epochs is not None else t.steps)
+                      labelled_images=labelled_images, train_steps=cfg.train.total_steps(steps_per_epoch))
     model = settings_from_data(cfg.model_name, cfg.model, facts)
     return dataclasses.replace(cfg, model=model)
 

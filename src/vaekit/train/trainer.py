@@ -227,9 +227,7 @@ class Trainer:
 
     @property
     def total_steps(self) -> int:
-        if self.config.epochs is not None:
-            return max(1, round(self.config.epochs * self.sampler.steps_per_epoch))
-        return self.config.steps
+        return self.config.total_steps(self.sampler.steps_per_epoch)
 
     def batch_at(self, step: int) -> Batch:
         idx = self.sampler.indices(step)[self.world.rank::self.world.size]  # this rank's share of the global batch
